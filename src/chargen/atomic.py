@@ -5,6 +5,7 @@ A reader therefore sees either the old file or the complete new one, never a par
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -44,10 +45,8 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
 
 
 def _remove_quietly(name: str) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.unlink(name)
-    except OSError:
-        pass
 
 
 def _fsync_directory(folder: Path) -> None:

@@ -1,0 +1,202 @@
+"""Incremental generation: the model state is carried, so each new token costs one model step.
+
+The prompt is read once; then, for every new token, the last token goes through the model,
+the logits go through the sampling chain (``sampling.process_logits``) and the next token is
+drawn by inverse CDF from a per-sample counter-based uniform (``rng.uniforms``). Sample ``i``
+uses seed ``seed + i``, so K samples drawn together equal K samples drawn one at a time.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from chargen.errors import ConfigError, TokenizerError
+from chargen.models import RNNLanguageModel, expand_state
+from chargen.rng import uniforms
+from chargen.sampling import SamplingConfig, entropy, process_logits, select_next
+from chargen.tokenizer import Tokenizer
+
+MAX_LENGTH = 1_000_000
+MAX_SAMPLES = 4096
+
+TokenCallback = Callable[[int, str], None]
+
+
+@dataclass
+class Sample:
+    """One generated continuation (the prompt excluded) with per-token details."""
+
+    text: str
+    seed: int
+    tokens: list[int] = field(default_factory=list)
+    pieces: list[str] = field(default_factory=list)  # each token as text, before a stop cut
+    logprobs: list[float] = field(default_factory=list)  # log p of each token as drawn (nats)
+    entropies: list[float] = field(default_factory=list)  # entropy of each draw's distribution
+    stop: str | None = None  # the stop sequence that ended the sample, if any
+
+
+def encode_prompt(tokenizer: Tokenizer, prompt: str, unknown: str = "warn") -> list[int]:
+    """Prompt -> ids under the unknown-symbol policy (``warn`` | ``drop`` | ``error``).
+
+    A prompt that is not empty but whose every symbol is unknown is an error: generating from
+    nothing would silently ignore what the user asked for.
+    """
+    if unknown not in ("warn", "drop", "error"):
+        raise ConfigError(f"--unknown must be warn, drop or error, got {unknown!r}")
+    ids = tokenizer.encode(prompt, unknown=unknown).tolist()
+    if prompt and not ids:
+        raise TokenizerError(
+            f"every symbol of the prompt {prompt[:40]!r} is missing from the model's vocabulary; "
+            "use symbols the training text contains"
+        )
+    return ids
+
+
+def start_token(tokenizer: Tokenizer) -> int:
+    """The token an empty prompt starts from: a newline when the vocabulary has one, else id 0."""
+    try:
+        return int(tokenizer.vocab.index("\n"))
+    except ValueError:
+        return 0
+
+
+def _check_request(length: int, num_samples: int) -> None:
+    if isinstance(length, bool) or not isinstance(length, int) or not 0 <= length <= MAX_LENGTH:
+        raise ConfigError(f"--length must be an integer in [0, {MAX_LENGTH}], got {length!r}")
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or not 1 <= num_samples <= MAX_SAMPLES:
+        raise ConfigError(f"--num-samples must be an integer in [1, {MAX_SAMPLES}], got {num_samples!r}")
+
+
+class _StopWatcher:
+    """Finds stop sequences in a growing text and says how much of it is safe to emit."""
+
+    def __init__(self, stops: Sequence[str]) -> None:
+        self.stops = [s for s in stops if s]
+
+    def find(self, text: str, since: int) -> tuple[int, str] | None:
+        """Earliest (position, stop) of a stop sequence that ends at or after ``since``."""
+        best: tuple[int, str] | None = None
+        for stop in self.stops:
+            pos = text.find(stop, max(0, since - len(stop) + 1))
+            if pos >= 0 and (best is None or pos < best[0]):
+                best = (pos, stop)
+        return best
+
+    def safe_end(self, text: str) -> int:
+        """Length of the prefix of ``text`` that cannot be the start of a stop sequence."""
+        hold = 0
+        for stop in self.stops:
+            for k in range(min(len(stop) - 1, len(text)), hold, -1):
+                if text.endswith(stop[:k]):
+                    hold = k
+                    break
+        return len(text) - hold
+
+
+@torch.inference_mode()
+def generate(
+    model: RNNLanguageModel,
+    tokenizer: Tokenizer,
+    prompt: str = "",
+    *,
+    length: int = 400,
+    sampling: SamplingConfig | None = None,
+    num_samples: int = 1,
+    seed: int = 0,
+    stop: Sequence[str] = (),
+    unknown: str = "warn",
+    on_text: TokenCallback | None = None,
+) -> list[Sample]:
+    """Draw ``num_samples`` continuations of ``prompt`` of up to ``length`` tokens each.
+
+    ``on_text(row, text)`` receives each sample's text as it is made (held back only while it
+    could be the start of a stop sequence). Sample ``row`` uses seed ``seed + row``.
+    """
+    sampling = (sampling or SamplingConfig()).validate()
+    _check_request(length, num_samples)
+    ids = encode_prompt(tokenizer, prompt, unknown)
+    if not ids:
+        ids = [start_token(tokenizer)]
+    was_training = model.training
+    model.eval()
+    try:
+        return _generate_ids(model, tokenizer, ids, length, sampling, num_samples, seed, stop, on_text)
+    finally:
+        model.train(was_training)
+
+
+def _generate_ids(
+    model: RNNLanguageModel,
+    tokenizer: Tokenizer,
+    ids: list[int],
+    length: int,
+    sampling: SamplingConfig,
+    num_samples: int,
+    seed: int,
+    stop: Sequence[str],
+    on_text: TokenCallback | None,
+) -> list[Sample]:
+    device = model.head.weight.device
+    rows = num_samples
+    prompt = torch.tensor(ids, dtype=torch.long, device=device)
+    state = model.initial_state(1, device)
+    if len(ids) > 1:
+        _, state = model(prompt[None, :-1], state)
+    state = expand_state(state, rows)
+    history = torch.empty((rows, len(ids) + length), dtype=torch.long, device=device)
+    history[:, : len(ids)] = prompt
+    last = history[:, len(ids) - 1 : len(ids)]
+    seeds = [seed + r for r in range(rows)]
+    samples = [Sample(text="", seed=s) for s in seeds]
+    texts = [""] * rows
+    emitted = [0] * rows
+    active = list(range(rows))
+    watcher = _StopWatcher(stop)
+    n = len(ids)
+    for t in range(length):
+        logits, state = model(last, state)
+        logprobs = process_logits(logits[:, -1].float(), history[:, :n], sampling)
+        nxt = select_next(logprobs, uniforms(seeds, t))
+        chosen = logprobs.gather(1, nxt[:, None])[:, 0].tolist()
+        ents = entropy(logprobs).tolist()
+        history[:, n] = nxt
+        last = history[:, n : n + 1]
+        n += 1
+        still: list[int] = []
+        for r in active:
+            tok = int(nxt[r])
+            piece = tokenizer.decode([tok])
+            sample = samples[r]
+            sample.tokens.append(tok)
+            sample.logprobs.append(chosen[r])
+            sample.entropies.append(ents[r])
+            sample.pieces.append(piece)
+            before = len(texts[r])
+            texts[r] += piece
+            hit = watcher.find(texts[r], before) if watcher.stops else None
+            if hit is not None:
+                texts[r] = texts[r][: hit[0]]
+                sample.stop = hit[1]
+            end = len(texts[r]) if hit is not None else watcher.safe_end(texts[r])
+            if on_text is not None and end > emitted[r]:
+                on_text(r, texts[r][emitted[r] : end])
+            emitted[r] = max(emitted[r], end)
+            if hit is None:
+                still.append(r)
+        active = still
+        if not active:
+            break
+    for r in range(rows):
+        if on_text is not None and len(texts[r]) > emitted[r]:
+            on_text(r, texts[r][emitted[r] :])
+        samples[r].text = texts[r]
+    return samples
+
+
+def sequence_logprob(sample: Sample) -> float:
+    """Total log-probability (nats) of a sample's tokens under the distribution they were drawn from."""
+    return float(math.fsum(sample.logprobs))

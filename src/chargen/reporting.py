@@ -1,0 +1,82 @@
+"""What training tells the user: a progress bar, evaluation lines and samples.
+
+``Reporter`` is silent (the Python API's default); ``ConsoleReporter`` draws a tqdm bar on
+stderr (step, loss, chars/s, ETA) and prints evaluations and the seed-style samples on stdout.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, TextIO
+
+from tqdm import tqdm
+
+
+class Reporter:
+    """Receives training events; the base class ignores them all."""
+
+    def start(self, info: dict[str, Any]) -> None: ...
+
+    def progress(self, step: int, total: int | None, fraction: float, loss: float, chars_per_s: float) -> None: ...
+
+    def evaluation(self, record: dict[str, Any]) -> None: ...
+
+    def samples(self, epoch: int, step: int, seed_text: str, texts: dict[float, str]) -> None: ...
+
+    def message(self, text: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class ConsoleReporter(Reporter):
+    """Progress bar on stderr; evaluations, samples and messages as plain lines."""
+
+    def __init__(self, out: TextIO | None = None, bar: bool | None = None) -> None:
+        self.out = out or sys.stdout
+        self.bar_enabled = sys.stderr.isatty() if bar is None else bar
+        self.bar: tqdm | None = None
+
+    def start(self, info: dict[str, Any]) -> None:
+        parts = [f"{k}: {v}" for k, v in info.items()]
+        self._print("  ".join(parts))
+        if self.bar_enabled:
+            self.bar = tqdm(total=1000, unit="", dynamic_ncols=True, file=sys.stderr, bar_format=(
+                "{l_bar}{bar}| [{elapsed}<{remaining}] {postfix}"
+            ))
+
+    def progress(self, step: int, total: int | None, fraction: float, loss: float, chars_per_s: float) -> None:
+        if self.bar is None:
+            return
+        self.bar.n = int(min(1.0, fraction) * 1000)
+        steps = f"{step}/{total}" if total else f"{step}"
+        self.bar.set_postfix_str(f"step {steps} loss {loss:.3f} {chars_per_s:,.0f} chars/s", refresh=False)
+        self.bar.refresh()
+
+    def evaluation(self, record: dict[str, Any]) -> None:
+        self._print(
+            f"step {record['step']} epoch {record['epoch']:.2f}: train loss {record['train_loss']:.4f}, "
+            f"val {record['val_nats_per_char']:.4f} nats/char ({record['val_bits_per_char']:.4f} bits/char), "
+            f"{record['chars_per_s']:,.0f} chars/s, {record['elapsed']:.0f} s"
+        )
+
+    def samples(self, epoch: int, step: int, seed_text: str, texts: dict[float, str]) -> None:
+        lines = [f"--- samples after epoch {epoch} (step {step}), seed: {seed_text!r}"]
+        for temperature, text in texts.items():
+            lines.append(f"------ temperature: {temperature}")
+            lines.append(seed_text + text)
+        self._print("\n".join(lines))
+
+    def message(self, text: str) -> None:
+        self._print(text)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def _print(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.clear()
+        print(text, file=self.out, flush=True)
+        if self.bar is not None:
+            self.bar.refresh()

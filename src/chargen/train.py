@@ -1,0 +1,502 @@
+"""The training loop: batches in, loss down, checkpoints, evaluations and samples out.
+
+``start_run`` begins a run in a new folder; ``resume_run`` continues one from its
+``trainer.safetensors``. Both hand a ``Trainer`` the token ids and run ``fit``. The loop is
+deterministic for a fixed seed and thread count, and a resumed run reproduces an
+uninterrupted one bit for bit on CPU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from chargen import checkpoint as ckpt
+from chargen.config import DataConfig, ModelConfig, TrainConfig
+from chargen.corpus import load_corpus
+from chargen.data import StreamBatches, WindowBatches, smallest_id_dtype, split_ids
+from chargen.errors import ChargenError, TrainingError
+from chargen.evaluate import EvalResult, evaluate_streams, evaluate_windows, token_char_lengths
+from chargen.generate import generate
+from chargen.models import RNNLanguageModel, build_model, count_parameters, detach_state
+from chargen.reporting import Reporter
+from chargen.sampling import SamplingConfig
+from chargen.tokenizer import Tokenizer, build_tokenizer, load_tokenizer
+
+SEED_TEXT_CHARS = 60
+TRAIN_LOG_EVERY = 25
+
+
+class TrainingInterrupted(ChargenError):
+    """SIGINT or SIGTERM: the current step finished and a checkpoint was written."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass
+class TrainResult:
+    """How a call to ``fit`` ended."""
+
+    run_dir: Path
+    step: int
+    epoch: float
+    elapsed: float
+    val: EvalResult | None
+    best_val_nats_per_char: float | None
+
+
+@dataclass
+class Budget:
+    """When to stop: after ``steps`` steps, or after ``seconds`` of training time."""
+
+    steps: int | None
+    seconds: float | None
+
+    def fraction(self, step: int, elapsed: float) -> float:
+        """Progress in [0, 1]: what the learning-rate schedule follows."""
+        if self.steps is not None:
+            return min(1.0, step / self.steps)
+        assert self.seconds is not None
+        return min(1.0, elapsed / self.seconds)
+
+    def done(self, step: int, elapsed: float) -> bool:
+        if self.steps is not None:
+            return step >= self.steps
+        assert self.seconds is not None
+        return elapsed >= self.seconds
+
+
+def make_budget(config: TrainConfig, steps_per_epoch: int) -> Budget:
+    """The first of steps, epochs, minutes that is set (one epoch when none is)."""
+    if config.steps is not None:
+        return Budget(config.steps, None)
+    if config.epochs is not None:
+        return Budget(max(1, math.ceil(config.epochs * steps_per_epoch)), None)
+    if config.minutes is not None:
+        return Budget(None, config.minutes * 60.0)
+    return Budget(steps_per_epoch, None)
+
+
+def lr_factor(config: TrainConfig, step: int, fraction: float) -> float:
+    """Linear warm-up over ``warmup_steps``, then cosine from 1 to ``min_lr_ratio`` over the budget."""
+    if config.warmup_steps and step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    if config.schedule == "constant":
+        return 1.0
+    cosine = 0.5 * (1.0 + math.cos(math.pi * min(1.0, fraction)))
+    return config.min_lr_ratio + (1.0 - config.min_lr_ratio) * cosine
+
+
+def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW (decay on matrices only), Adam, SGD, or the seed's RMSprop (Keras defaults: rho 0.9, eps 1e-7)."""
+    if config.optimizer == "rmsprop":
+        return torch.optim.RMSprop(model.parameters(), lr=config.lr, alpha=0.9, eps=1e-7)
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9)
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [
+        {"params": decay, "weight_decay": config.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    if config.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=config.lr)
+    return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.99))
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise TrainingError(f"--device {name}: no CUDA device is available; use --device cpu")
+    return torch.device(name)
+
+
+def text_checksum(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class _StopSignals:
+    """Turns SIGINT / SIGTERM into a flag the loop checks after each step; a second SIGINT aborts."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    @contextmanager
+    def installed(self) -> Iterator[_StopSignals]:
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+        def handler(signum: int, frame: Any) -> None:
+            if self.signum is not None and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self.signum = signum
+
+        for s in previous:
+            signal.signal(s, handler)
+        try:
+            yield self
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+
+class Trainer:
+    """Owns the model, optimizer, batches and run directory of one training run."""
+
+    def __init__(
+        self,
+        run: Path,
+        config: ckpt.RunConfig,
+        tokenizer: Tokenizer,
+        ids: np.ndarray,
+        corpus_sha: str,
+        reporter: Reporter | None = None,
+    ) -> None:
+        self.run = run
+        self.config = config
+        self.tc = config.train
+        self.tokenizer = tokenizer
+        self.reporter = reporter or Reporter()
+        self.corpus_sha = corpus_sha
+        self.device = resolve_device(self.tc.device)
+        if self.tc.threads:
+            torch.set_num_threads(self.tc.threads)
+        if tokenizer.vocab_size < 2:
+            raise TrainingError(
+                f"the text has a vocabulary of {tokenizer.vocab_size} symbol; a language model needs at least 2"
+            )
+        self.train_ids, self.val_ids = split_ids(ids, self.tc.val_fraction)
+        if self.tc.batching == "windows":
+            self.batches: StreamBatches | WindowBatches = WindowBatches(
+                self.train_ids, self.tc.batch_size, self.tc.maxlen, self.tc.window_step, self.tc.seed
+            )
+        else:
+            self.batches = StreamBatches(self.train_ids, self.tc.batch_size, self.tc.seq_len, self.tc.seed)
+        self.char_lengths = token_char_lengths(tokenizer.vocab)
+        torch.manual_seed(self.tc.seed)
+        self.model: RNNLanguageModel = build_model(config.model).to(self.device)
+        self.optimizer = make_optimizer(self.model, self.tc)
+        self.budget = make_budget(self.tc, self.batches.steps_per_epoch)
+        self.metrics = ckpt.MetricsLog(run)
+        self.step = 0
+        self.epoch = 0
+        self.step_in_epoch = 0
+        self.elapsed = 0.0
+        self.tokens_seen = 0
+        self.best_val: float | None = None
+        self.last_val: EvalResult | None = None
+        self.carry: tuple[torch.Tensor, ...] | None = None
+        self.seed_start = int(np.random.default_rng(self.tc.seed).integers(0, max(1, len(self.train_ids) - SEED_TEXT_CHARS)))
+
+    # ----------------------------------------------------------------- state
+    def state_meta(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "epoch": self.epoch,
+            "step_in_epoch": self.step_in_epoch,
+            "elapsed": self.elapsed,
+            "tokens_seen": self.tokens_seen,
+            "best_val": self.best_val,
+            "corpus_sha256": self.corpus_sha,
+            "batch_size": self.batches.batch_size,
+        }
+
+    def save_checkpoint(self) -> None:
+        extra = {f"carry.{i}": s for i, s in enumerate(self.carry or ())}
+        ckpt.save_weights(self.run / ckpt.WEIGHTS, self.model, {"step": self.step})
+        ckpt.save_trainer_state(self.run, self.model, self.optimizer, self.state_meta(), extra)
+
+    def restore(self) -> None:
+        """Load ``trainer.safetensors`` into this trainer (used by ``--resume``)."""
+        saved = ckpt.load_trainer_state(self.run)
+        meta = saved.meta
+        if meta.get("corpus_sha256") != self.corpus_sha:
+            raise TrainingError(
+                f"{self.run}: the corpus differs from the one this run was trained on; "
+                "resume with the same source and options"
+            )
+        if meta.get("batch_size") != self.batches.batch_size:
+            raise TrainingError(f"{self.run}: the batch layout changed since the run started")
+        ckpt.restore_model(self.model, saved, self.run)
+        try:
+            self.optimizer.load_state_dict(saved.optimizer)
+        except (ValueError, KeyError, RuntimeError) as exc:
+            raise ckpt.CheckpointError(f"{self.run / ckpt.TRAINER}: optimizer state does not fit: {exc}") from None
+        torch.set_rng_state(saved.rng)
+        self.step = int(meta["step"])
+        self.epoch = int(meta["epoch"])
+        self.step_in_epoch = int(meta["step_in_epoch"])
+        self.elapsed = float(meta["elapsed"])
+        self.tokens_seen = int(meta["tokens_seen"])
+        self.best_val = meta.get("best_val")
+        carry = [saved.extra[k] for k in sorted(saved.extra) if k.startswith("carry.")]
+        self.carry = tuple(c.to(self.device) for c in carry) or None
+        self.metrics.truncate_after(self.step)
+
+    # ----------------------------------------------------------------- steps
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        windows = self.tc.batching == "windows"
+        if windows:
+            logits, _ = self.model(x, None)
+            loss = F.cross_entropy(logits[:, -1], y)
+        else:
+            logits, state = self.model(x, detach_state(self.carry))
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise TrainingError(
+                f"loss became {value} at step {self.step + 1}; stopped, the last good checkpoint "
+                f"(step {self._last_saved}) is kept; try a lower --lr or --grad-clip 1"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.tc.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tc.grad_clip)
+        self.optimizer.step()
+        if not windows:
+            self.carry = detach_state(state)
+        return value
+
+    def evaluate(self) -> EvalResult:
+        if self.tc.batching == "windows":
+            return evaluate_windows(
+                self.model,
+                self.val_ids,
+                self.char_lengths,
+                maxlen=self.tc.maxlen,
+                step=self.tc.window_step,
+                max_tokens=self.tc.eval_max_tokens,
+            )
+        return evaluate_streams(self.model, self.val_ids, self.char_lengths, max_tokens=self.tc.eval_max_tokens)
+
+    def sample_texts(self) -> tuple[str, dict[float, str]]:
+        """From one fixed window of the training text, a sample at each configured temperature."""
+        seed_ids = self.train_ids[self.seed_start : self.seed_start + SEED_TEXT_CHARS]
+        seed_text = self.tokenizer.decode(np.asarray(seed_ids, dtype=np.int64))
+        texts: dict[float, str] = {}
+        for temperature in self.tc.sample_temperatures:
+            (sample,) = generate(
+                self.model,
+                self.tokenizer,
+                seed_text,
+                length=self.tc.sample_length,
+                sampling=SamplingConfig(temperature=float(temperature)),
+                seed=self.tc.seed,
+                unknown="drop",
+            )
+            texts[float(temperature)] = sample.text
+        return seed_text, texts
+
+    # ----------------------------------------------------------------- events
+    def _record_eval(self, train_loss: float, chars_per_s: float) -> None:
+        result = self.evaluate()
+        self.last_val = result
+        self._last_eval_step = self.step
+        record = {
+            "kind": "eval",
+            "step": self.step,
+            "epoch": self.epoch_float(),
+            "elapsed": round(self.elapsed, 3),
+            "train_loss": train_loss,
+            "val_nats_per_char": result.nats_per_char,
+            "val_bits_per_char": result.bits_per_char,
+            "val_nats_per_token": result.nats_per_token,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "chars_per_s": chars_per_s,
+            "tokens_seen": self.tokens_seen,
+        }
+        self.metrics.append(record)
+        self.reporter.evaluation(record)
+        if self.best_val is None or result.nats_per_char < self.best_val:
+            self.best_val = result.nats_per_char
+            ckpt.save_weights(self.run / ckpt.BEST, self.model, {"step": self.step, "val_nats_per_char": result.nats_per_char})
+
+    def _record_samples(self) -> None:
+        if not self.tc.sample_temperatures or self.tc.sample_length == 0:
+            return
+        seed_text, texts = self.sample_texts()
+        for temperature, text in texts.items():
+            self.metrics.append(
+                {"kind": "sample", "step": self.step, "epoch": self.epoch, "temperature": temperature,
+                 "seed_text": seed_text, "text": text}
+            )
+        self.reporter.samples(self.epoch, self.step, seed_text, texts)
+
+    def epoch_float(self) -> float:
+        return round(self.epoch + self.step_in_epoch / self.batches.steps_per_epoch, 4)
+
+    # ----------------------------------------------------------------- loop
+    def fit(self, stop_at_step: int | None = None) -> TrainResult:
+        """Train until the budget (or ``stop_at_step``) is reached; checkpoint, evaluate, sample."""
+        self._last_saved = self.step
+        self.reporter.start(
+            {
+                "parameters": f"{count_parameters(self.model):,}",
+                "vocab": self.tokenizer.vocab_size,
+                "train tokens": f"{len(self.train_ids):,}",
+                "val tokens": f"{len(self.val_ids):,}",
+                "steps/epoch": self.batches.steps_per_epoch,
+                "device": self.device.type,
+                "threads": torch.get_num_threads(),
+            }
+        )
+        self.model.train()
+        signals = _StopSignals()
+        window_loss = 0.0
+        window_steps = 0
+        last_loss = float("nan")
+        speed_t, speed_tokens = time.perf_counter(), 0
+        chars_per_s = 0.0
+        clock = time.perf_counter() - self.elapsed
+        with signals.installed():
+            try:
+                while not self.budget.done(self.step, self.elapsed):
+                    if stop_at_step is not None and self.step >= stop_at_step:
+                        break
+                    if self.step_in_epoch >= self.batches.steps_per_epoch:
+                        self._end_epoch(window_loss / max(window_steps, 1), chars_per_s)
+                    x, y = self.batches.batch(self.epoch, self.step_in_epoch)
+                    scale = lr_factor(self.tc, self.step, self.budget.fraction(self.step, self.elapsed))
+                    for group in self.optimizer.param_groups:
+                        group["lr"] = self.tc.lr * scale
+                    last_loss = self.train_step(x, y)
+                    self.step += 1
+                    self.step_in_epoch += 1
+                    self.tokens_seen += y.numel()
+                    speed_tokens += self.batches.tokens_per_step
+                    window_loss += last_loss
+                    window_steps += 1
+                    self.elapsed = time.perf_counter() - clock
+                    now = time.perf_counter()
+                    if now - speed_t > 0.5:
+                        chars_per_s = speed_tokens / (now - speed_t)
+                        speed_t, speed_tokens = now, 0
+                    total = self.budget.steps
+                    self.reporter.progress(self.step, total, self.budget.fraction(self.step, self.elapsed), last_loss, chars_per_s)
+                    if self.step % TRAIN_LOG_EVERY == 0:
+                        self.metrics.append(
+                            {"kind": "train", "step": self.step, "epoch": self.epoch_float(),
+                             "elapsed": round(self.elapsed, 3), "loss": window_loss / window_steps,
+                             "lr": self.optimizer.param_groups[0]["lr"], "chars_per_s": chars_per_s}
+                        )
+                        train_avg = window_loss / window_steps
+                        window_loss, window_steps = 0.0, 0
+                    else:
+                        train_avg = last_loss
+                    if self.step % self.tc.eval_every == 0:
+                        self._record_eval(train_avg, chars_per_s)
+                    if self.step % self.tc.checkpoint_every == 0 or self.step % self.tc.eval_every == 0:
+                        self._checkpoint()
+                    if signals.signum is not None:
+                        self._checkpoint()
+                        raise self._interrupted(signals.signum)
+            finally:
+                self.reporter.close()
+        if self.step_in_epoch >= self.batches.steps_per_epoch:
+            self._end_epoch(last_loss, chars_per_s)
+        elif self.last_val is None or self._last_eval_step != self.step:
+            self._record_eval(last_loss, chars_per_s)
+            self._record_samples()
+        self._checkpoint()
+        return TrainResult(self.run, self.step, self.epoch_float(), self.elapsed, self.last_val, self.best_val)
+
+    _last_eval_step = -1
+
+    def _end_epoch(self, train_loss: float, chars_per_s: float) -> None:
+        self.epoch += 1
+        self.step_in_epoch = 0
+        self.carry = None
+        if self._last_eval_step != self.step:
+            self._record_eval(train_loss, chars_per_s)
+        self._record_samples()
+        self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        self.save_checkpoint()
+        self._last_saved = self.step
+
+    def _interrupted(self, signum: int) -> TrainingInterrupted:
+        name = "SIGINT" if signum == signal.SIGINT else "SIGTERM"
+        code = 130 if signum == signal.SIGINT else 143
+        return TrainingInterrupted(
+            f"{name}: stopped after step {self.step}, checkpoint saved in {self.run}; "
+            f"continue with: chargen train {self.config.data.source} --out {self.run} --resume",
+            code,
+        )
+
+
+def _encode_corpus(data: DataConfig, tokenizer: Tokenizer | None, progress: bool) -> tuple[Tokenizer, np.ndarray, str]:
+    corpus = load_corpus(
+        data.source, encoding=data.encoding, errors=data.errors, lowercase=data.lowercase,
+        data_dir=data.data_dir, progress=progress,
+    )
+    if tokenizer is None:
+        tokenizer = build_tokenizer(data.tokenizer, corpus.text, max_vocab=data.max_vocab)
+    ids = tokenizer.encode(corpus.text, unknown="error")
+    return tokenizer, ids.astype(smallest_id_dtype(tokenizer.vocab_size)), text_checksum(corpus.text)
+
+
+def start_run(
+    out: str | Path,
+    data: DataConfig,
+    model: ModelConfig,
+    train: TrainConfig,
+    *,
+    overwrite: bool = False,
+    reporter: Reporter | None = None,
+    stop_at_step: int | None = None,
+) -> TrainResult:
+    """Train a new run in ``out`` (refused if it holds a run, unless ``overwrite``)."""
+    data.validate()
+    model.validate()
+    train.validate()
+    run = ckpt.prepare_run_dir(out, resume=False, overwrite=overwrite)
+    tokenizer, ids, sha = _encode_corpus(data, None, progress=reporter is not None)
+    model = replace(model, vocab_size=tokenizer.vocab_size)
+    config = ckpt.RunConfig(model, train, data)
+    trainer = Trainer(run, config, tokenizer, ids, sha, reporter)
+    ckpt.save_config(run, config)
+    ckpt.save_tokenizer(run, tokenizer)
+    return trainer.fit(stop_at_step)
+
+
+def resume_run(
+    out: str | Path,
+    *,
+    budget: dict[str, Any] | None = None,
+    data_dir: str | None = None,
+    reporter: Reporter | None = None,
+    stop_at_step: int | None = None,
+) -> TrainResult:
+    """Continue the run in ``out``; ``budget`` may replace its steps / epochs / minutes."""
+    run = ckpt.prepare_run_dir(out, resume=True, overwrite=False)
+    config = ckpt.load_config(run)
+    tokenizer = load_tokenizer(run / ckpt.TOKENIZER)
+    if budget:
+        train = replace(config.train, steps=None, epochs=None, minutes=None, **budget).validate()
+        config = ckpt.RunConfig(config.model, train, config.data)
+    data = replace(config.data, data_dir=data_dir) if data_dir else config.data
+    _, ids, sha = _encode_corpus(data, tokenizer, progress=reporter is not None)
+    trainer = Trainer(run, config, tokenizer, ids, sha, reporter)
+    trainer.restore()
+    if budget:
+        ckpt.save_config(run, config)
+    return trainer.fit(stop_at_step)

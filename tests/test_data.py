@@ -1,0 +1,71 @@
+"""Batching schemes: every token is a target once per epoch, windows match the seed's layout."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from chargen.data import StreamBatches, WindowBatches, eval_streams, smallest_id_dtype, split_ids
+from chargen.errors import TrainingError
+
+
+def test_split_is_first_90_percent() -> None:
+    ids = np.arange(1000)
+    train, val = split_ids(ids, 0.1)
+    assert len(train) == 900 and train[-1] == 899 and val[0] == 900
+    with pytest.raises(TrainingError, match="validation"):
+        split_ids(np.arange(5), 0.1)
+
+
+def test_streams_cover_each_position_once_per_epoch() -> None:
+    ids = np.arange(10_000)
+    batches = StreamBatches(ids, batch_size=8, seq_len=16, seed=0)
+    seen = []
+    for step in range(batches.steps_per_epoch):
+        x, y = batches.batch(0, step)
+        assert x.shape == (8, 16) and y.shape == (8, 16)
+        assert np.array_equal(y.numpy(), x.numpy() + 1)  # targets are the next tokens
+        seen.append(y.numpy().ravel())
+    targets = np.concatenate(seen)
+    assert len(np.unique(targets)) == len(targets)  # no target read twice
+    assert len(targets) > 0.95 * len(ids)
+    # consecutive steps continue each stream (the carried state lines up with the text)
+    x0, _ = batches.batch(0, 0)
+    x1, _ = batches.batch(0, 1)
+    assert np.array_equal(x1[:, 0].numpy(), x0[:, -1].numpy() + 1)
+
+
+def test_streams_shift_between_epochs_and_are_deterministic() -> None:
+    batches = StreamBatches(np.arange(50_000), batch_size=4, seq_len=32, seed=3)
+    assert batches.offset(0) == 0
+    assert [batches.offset(e) for e in range(1, 6)] == [batches.offset(e) for e in range(1, 6)]
+    assert len({batches.offset(e) for e in range(1, 20)}) > 1
+
+
+def test_small_text_gets_fewer_streams() -> None:
+    batches = StreamBatches(np.arange(300), batch_size=64, seq_len=32)
+    assert 1 <= batches.batch_size < 64
+    with pytest.raises(TrainingError, match="too few"):
+        StreamBatches(np.arange(40), batch_size=4, seq_len=32)
+
+
+def test_windows_match_the_seed_layout() -> None:
+    ids = np.arange(1000)
+    batches = WindowBatches(ids, batch_size=128, maxlen=60, step=3, seed=0)
+    assert len(batches.starts) == len(range(0, 1000 - 60, 3))
+    all_starts = []
+    for step in range(batches.steps_per_epoch):
+        x, y = batches.batch(0, step)
+        assert x.shape[1] == 60
+        assert np.array_equal(y.numpy(), x[:, -1].numpy() + 1)
+        all_starts.extend(x[:, 0].tolist())
+    assert sorted(all_starts) == list(range(0, 940, 3))
+    assert batches.batch(1, 0)[0][:, 0].tolist() != batches.batch(0, 0)[0][:, 0].tolist()
+
+
+def test_id_dtype_and_eval_streams() -> None:
+    assert smallest_id_dtype(59) == np.uint8
+    assert smallest_id_dtype(300) == np.uint16
+    assert smallest_id_dtype(70_000) == np.int32
+    grid = eval_streams(np.arange(100_000), max_tokens=50_000)
+    assert grid.shape[0] == 16 and grid.size <= 50_001

@@ -1,0 +1,146 @@
+"""Training really learns, is reproducible, and a resumed run equals an uninterrupted one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+import chargen
+from chargen import checkpoint as ckpt
+from chargen.config import ModelConfig, TrainConfig
+from chargen.errors import CheckpointError, TrainingError
+from chargen.evaluate import unigram_entropy
+from chargen.tokenizer import build_tokenizer
+from chargen.train import lr_factor
+from tests.conftest import TINY, make_text
+
+
+def _eval_records(run: Path) -> list[dict]:
+    return [r for r in ckpt.MetricsLog(run).read() if r["kind"] == "eval"]
+
+
+def test_training_lowers_validation_loss_far_below_unigram_entropy(corpus_file: Path, tmp_path: Path) -> None:
+    result = chargen.train(str(corpus_file), tmp_path / "run", steps=150, **TINY)
+    text = corpus_file.read_text()
+    tok = build_tokenizer("char", text)
+    h_unigram = unigram_entropy(tok.encode(text), tok.vocab_size)
+    evals = _eval_records(tmp_path / "run")
+    assert evals[0]["val_nats_per_char"] > evals[-1]["val_nats_per_char"]
+    assert result.best_val_nats_per_char is not None
+    # the grammar leaves ~0.3 nats/char of real uncertainty; unigram entropy is ~2.9
+    assert result.best_val_nats_per_char < 0.5 * h_unigram
+    for record in evals:
+        assert record["val_bits_per_char"] == pytest.approx(record["val_nats_per_char"] / np.log(2))
+
+
+def test_run_directory_contents(corpus_file: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    chargen.train(str(corpus_file), run, steps=30, **TINY)
+    for name in ckpt.RUN_FILES:
+        assert (run / name).is_file(), name
+    config = json.loads((run / "config.json").read_text())
+    assert config["format"] == "chargen-run" and config["model"]["vocab_size"] > 10
+    samples = [r for r in ckpt.MetricsLog(run).read() if r["kind"] == "sample"]
+    temps = [s["temperature"] for s in samples if s["step"] == 30]
+    assert temps == [0.2, 0.5, 1.0, 1.2]
+    assert len({s["seed_text"] for s in samples}) == 1
+    assert not [p for p in run.iterdir() if p.name.startswith(".")]
+
+
+def test_same_seed_same_weights_and_text(corpus_file: Path, tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        chargen.train(str(corpus_file), tmp_path / name, steps=25, **TINY)
+    wa = load_file(tmp_path / "a" / "model.safetensors")
+    wb = load_file(tmp_path / "b" / "model.safetensors")
+    assert all(np.array_equal(wa[k], wb[k]) for k in wa)
+    ta = chargen.load(tmp_path / "a").generate("the ", 80, 1.0, seed=5)
+    tb = chargen.load(tmp_path / "b").generate("the ", 80, 1.0, seed=5)
+    assert ta == tb and len(ta) == 80
+
+
+@pytest.mark.parametrize("batching", ["streams", "windows"])
+def test_resume_equals_uninterrupted_run(corpus_file: Path, tmp_path: Path, batching: str) -> None:
+    options = {**TINY, "batching": batching, "maxlen": 20, "dropout": 0.2}
+    chargen.train(str(corpus_file), tmp_path / "full", steps=40, **options)
+    from chargen.api import build_configs
+    from chargen.train import resume_run, start_run
+
+    m, t, d = build_configs(str(corpus_file), "medium", {"steps": 40}, options)
+    start_run(tmp_path / "cut", d, m, t, stop_at_step=17)
+    resume_run(tmp_path / "cut")
+    full = load_file(tmp_path / "full" / "model.safetensors")
+    cut = load_file(tmp_path / "cut" / "model.safetensors")
+    for key in full:
+        assert np.array_equal(full[key], cut[key]), key
+    # metrics are not duplicated by the resume
+    steps = [r["step"] for r in _eval_records(tmp_path / "cut")]
+    assert steps == sorted(set(steps))
+
+
+def test_existing_run_is_not_overwritten(corpus_file: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    chargen.train(str(corpus_file), run, steps=5, **TINY)
+    before = (run / "model.safetensors").read_bytes()
+    with pytest.raises(CheckpointError, match="--resume"):
+        chargen.train(str(corpus_file), run, steps=5, **TINY)
+    assert (run / "model.safetensors").read_bytes() == before
+    chargen.train(str(corpus_file), run, steps=5, overwrite=True, **{**TINY, "seed": 7})
+    assert (run / "model.safetensors").read_bytes() != before
+
+
+def test_resume_with_a_larger_budget_continues(corpus_file: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    chargen.train(str(corpus_file), run, steps=10, **TINY)
+    result = chargen.train(str(corpus_file), run, steps=20, resume=True)
+    assert result.step == 20
+
+
+def test_seed_preset_trains_with_windows(tmp_path: Path) -> None:
+    path = tmp_path / "t.txt"
+    path.write_text(make_text(4000), encoding="utf-8")
+    result = chargen.train(str(path), tmp_path / "run", preset="seed", steps=6, sample_length=10, threads=1)
+    config = ckpt.load_config(tmp_path / "run")
+    assert config.train.batching == "windows" and config.model.embed_dim == 0
+    assert config.model.hidden_size == 128 and config.train.optimizer == "rmsprop"
+    assert result.val is not None and np.isfinite(result.val.nats_per_char)
+
+
+def test_one_symbol_vocabulary_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "a.txt"
+    path.write_text("a" * 5000, encoding="utf-8")
+    with pytest.raises(TrainingError, match="vocabulary of 1"):
+        chargen.train(str(path), tmp_path / "run", steps=5, **TINY)
+
+
+def test_corpus_shorter_than_a_sequence_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "short.txt"
+    path.write_text("hello world, hello there\n", encoding="utf-8")
+    with pytest.raises(TrainingError, match="too few"):
+        chargen.train(str(path), tmp_path / "run", steps=5, **TINY)
+
+
+def test_word_level_training(corpus_file: Path, tmp_path: Path) -> None:
+    result = chargen.train(str(corpus_file), tmp_path / "run", steps=40, tokenizer="word", **TINY)
+    assert result.val is not None and result.val.tokens < result.val.chars
+    text = chargen.load(tmp_path / "run").generate("the cat ", 12, 0.5)
+    assert isinstance(text, str) and text
+
+
+def test_lr_schedule_warmup_then_cosine() -> None:
+    cfg = TrainConfig(lr=1.0, warmup_steps=10, min_lr_ratio=0.1)
+    assert lr_factor(cfg, 0, 0.0) == pytest.approx(0.1)
+    assert lr_factor(cfg, 9, 0.0) == pytest.approx(1.0)
+    assert lr_factor(cfg, 50, 0.5) == pytest.approx(0.55)
+    assert lr_factor(cfg, 100, 1.0) == pytest.approx(0.1)
+    assert lr_factor(TrainConfig(schedule="constant", warmup_steps=0), 100, 0.7) == 1.0
+
+
+def test_model_config_round_trips() -> None:
+    cfg = ModelConfig(family="gru", vocab_size=30, hidden_size=64, num_layers=2, dropout=0.1)
+    assert ModelConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    tc = TrainConfig(sample_temperatures=(0.3, 1.0), minutes=2)
+    assert TrainConfig.from_dict(json.loads(json.dumps(tc.to_dict()))) == tc
