@@ -30,7 +30,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=3.0)
     parser.add_argument("--preset", default="medium")
-    parser.add_argument("--data-dir", default=os.environ.get("CHARGEN_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data")))
+    parser.add_argument(
+        "--data-dir",
+        default=os.environ.get(
+            "CHARGEN_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data")
+        ),
+    )
     parser.add_argument("--out", help="run folder (default: a temporary one)")
     parser.add_argument("extra", nargs="*", help="more flags for chargen train (after --)")
     args = parser.parse_args()
@@ -39,9 +44,25 @@ def main() -> int:
         return 0
     out = args.out or tempfile.mkdtemp(prefix="chargen-quality-")
     cmd = [
-        sys.executable, "-m", "chargen", "train", "nietzsche", "--data-dir", args.data_dir,
-        "--encoding", "latin-1", "--out", out, "--overwrite", "--preset", args.preset,
-        "--minutes", str(args.minutes), "--sample-length", "0", *args.extra,
+        sys.executable,
+        "-m",
+        "chargen",
+        "train",
+        "nietzsche",
+        "--data-dir",
+        args.data_dir,
+        "--encoding",
+        "latin-1",
+        "--out",
+        out,
+        "--overwrite",
+        "--preset",
+        args.preset,
+        "--minutes",
+        str(args.minutes),
+        "--sample-length",
+        "0",
+        *args.extra,
     ]
     print(describe(cmd))
     start = time.perf_counter()
@@ -54,17 +75,27 @@ def main() -> int:
     evals = [e for e in evals if e["kind"] == "eval"]
     print("\n  step   seconds  val nats/char  val bits/char")
     for e in evals:
-        print(f"{e['step']:6d} {e['elapsed']:9.1f} {e['val_nats_per_char']:14.4f} {e['val_bits_per_char']:14.4f}")
+        print(
+            f"{e['step']:6d} {e['elapsed']:9.1f} {e['val_nats_per_char']:14.4f} {e['val_bits_per_char']:14.4f}"
+        )
     best = min(e["val_nats_per_char"] for e in evals)
-    first_below = next((e for e in evals if e["val_nats_per_char"] <= SEED_PROGRAM["epoch 2"][1]), None)
-    print(f"\nchargen --preset {args.preset}, {args.minutes:g} min: best validation {best:.4f} nats/char "
-          f"({best / 0.6931471805599453:.4f} bits/char); wall {wall:.0f} s incl. start-up; "
-          f"peak RSS {peak_rss_mb(children=True):.0f} MB")
-    print(f"seed program (recorded): {SEED_PROGRAM['epoch 1'][1]} nats after ~{SEED_PROGRAM['epoch 1'][0]} s, "
-          f"{SEED_PROGRAM['epoch 2'][1]} after ~{SEED_PROGRAM['epoch 2'][0]} s, peak {SEED_PROGRAM['peak_rss_mb']} MB")
+    first_below = next(
+        (e for e in evals if e["val_nats_per_char"] <= SEED_PROGRAM["epoch 2"][1]), None
+    )
+    print(
+        f"\nchargen --preset {args.preset}, {args.minutes:g} min: best validation {best:.4f} nats/char "
+        f"({best / 0.6931471805599453:.4f} bits/char); wall {wall:.0f} s incl. start-up; "
+        f"peak RSS {peak_rss_mb(children=True):.0f} MB"
+    )
+    print(
+        f"seed program (recorded): {SEED_PROGRAM['epoch 1'][1]} nats after ~{SEED_PROGRAM['epoch 1'][0]} s, "
+        f"{SEED_PROGRAM['epoch 2'][1]} after ~{SEED_PROGRAM['epoch 2'][0]} s, peak {SEED_PROGRAM['peak_rss_mb']} MB"
+    )
     if first_below:
-        print(f"chargen reached the seed's two-epoch loss ({SEED_PROGRAM['epoch 2'][1]}) at {first_below['elapsed']:.0f} s "
-              f"(x{SEED_PROGRAM['epoch 2'][0] / first_below['elapsed']:.1f} sooner)")
+        print(
+            f"chargen reached the seed's two-epoch loss ({SEED_PROGRAM['epoch 2'][1]}) at {first_below['elapsed']:.0f} s "
+            f"(x{SEED_PROGRAM['epoch 2'][0] / first_below['elapsed']:.1f} sooner)"
+        )
     return 0
 
 

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-SHARED_DATA = Path(os.environ.get("CHARGEN_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+SHARED_DATA = Path(
+    os.environ.get("CHARGEN_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+)
 
 TINY = {
     "embed_dim": 16,

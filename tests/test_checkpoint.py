@@ -32,7 +32,9 @@ def test_weights_round_trip(tmp_path: Path, model: torch.nn.Module) -> None:
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "pickle", "empty"])
-def test_damaged_weights_give_a_clear_error(tmp_path: Path, model: torch.nn.Module, damage: str) -> None:
+def test_damaged_weights_give_a_clear_error(
+    tmp_path: Path, model: torch.nn.Module, damage: str
+) -> None:
     path = tmp_path / "w.safetensors"
     ckpt.save_weights(path, model)
     data = path.read_bytes()
@@ -78,7 +80,9 @@ def test_config_versions(tmp_path: Path) -> None:
         ckpt.load_config(tmp_path)
 
 
-def test_atomic_write_keeps_the_old_file_on_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_atomic_write_keeps_the_old_file_on_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "f.bin"
     atomic_write_bytes(path, b"old")
 

@@ -13,8 +13,20 @@ from chargen.cli import main
 from tests.conftest import make_text
 
 TINY_FLAGS = [
-    "--embed-dim", "16", "--hidden-size", "48", "--batch-size", "8", "--seq-len", "32",
-    "--eval-every", "20", "--sample-length", "20", "--threads", "1",
+    "--embed-dim",
+    "16",
+    "--hidden-size",
+    "48",
+    "--batch-size",
+    "8",
+    "--seq-len",
+    "32",
+    "--eval-every",
+    "20",
+    "--sample-length",
+    "20",
+    "--threads",
+    "1",
 ]
 
 
@@ -43,12 +55,28 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_train_generate_eval(trained_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run_cli(capsys, "generate", trained_run, "--prompt", "the ", "--length", "50", "--seed", "1")
+    code, out, _ = run_cli(
+        capsys, "generate", trained_run, "--prompt", "the ", "--length", "50", "--seed", "1"
+    )
     assert code == 0 and out.startswith("the ") and len(out.rstrip("\n")) == 54
-    code, out2, _ = run_cli(capsys, "generate", trained_run, "--prompt", "the ", "--length", "50", "--seed", "1")
+    code, out2, _ = run_cli(
+        capsys, "generate", trained_run, "--prompt", "the ", "--length", "50", "--seed", "1"
+    )
     assert out2 == out
-    code, out, _ = run_cli(capsys, "generate", trained_run, "--prompt", "a", "--length", "30",
-                           "--temperature", "0.2", "0.5", "1.0", "1.2")
+    code, out, _ = run_cli(
+        capsys,
+        "generate",
+        trained_run,
+        "--prompt",
+        "a",
+        "--length",
+        "30",
+        "--temperature",
+        "0.2",
+        "0.5",
+        "1.0",
+        "1.2",
+    )
     assert code == 0 and out.count("------ temperature:") == 4
     code, out, _ = run_cli(capsys, "eval", trained_run, "--json")
     result = json.loads(out)
@@ -57,13 +85,17 @@ def test_train_generate_eval(trained_run: Path, capsys: pytest.CaptureFixture[st
 
 
 def test_generate_jsonl(trained_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run_cli(capsys, "generate", trained_run, "--prompt", "the", "--length", "10", "--format", "jsonl")
+    code, out, _ = run_cli(
+        capsys, "generate", trained_run, "--prompt", "the", "--length", "10", "--format", "jsonl"
+    )
     rows = [json.loads(line) for line in out.splitlines()]
     assert code == 0 and len(rows) == 10
     assert all(r["logprob"] <= 0 and r["entropy"] >= 0 for r in rows)
 
 
-def test_eval_on_another_file(trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_eval_on_another_file(
+    trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     other = tmp_path / "other.txt"
     other.write_text(make_text(3000, seed=5), encoding="utf-8")
     code, out, _ = run_cli(capsys, "eval", trained_run, other, "--all", "--json")
@@ -113,7 +145,9 @@ def test_user_errors_are_one_line_exit_2(
         (b"caf\xe9 au lait " * 50, "offset"),
     ],
 )
-def test_bad_corpora(content: bytes, match: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_corpora(
+    content: bytes, match: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "bad.txt"
     path.write_bytes(content)
     code, _, err = run_cli(capsys, "train", path, "--out", tmp_path / "r", "--steps", "2")
@@ -129,7 +163,9 @@ def test_invalid_utf8_names_the_fix(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "latin.txt" in err and "--encoding latin-1" in err
 
 
-def test_corrupt_weights_one_line(trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_corrupt_weights_one_line(
+    trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import shutil
 
     copy = tmp_path / "copy"
@@ -150,8 +186,21 @@ def test_corpora_lists_all(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_demo_runs_offline(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "chargen", "demo", "--minutes", "0.08", "--out", str(tmp_path / "demo"), "--threads", "1"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "chargen",
+            "demo",
+            "--minutes",
+            "0.08",
+            "--out",
+            str(tmp_path / "demo"),
+            "--threads",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("------ temperature:") >= 4

@@ -19,14 +19,18 @@ TEXT = "hello world. the quick brown fox jumps over the lazy dog.\n"
 def model_and_tok():
     tok = build_tokenizer("char", TEXT)
     torch.manual_seed(0)
-    model = build_model(ModelConfig(vocab_size=tok.vocab_size, embed_dim=8, hidden_size=32, num_layers=2))
+    model = build_model(
+        ModelConfig(vocab_size=tok.vocab_size, embed_dim=8, hidden_size=32, num_layers=2)
+    )
     return model.eval(), tok
 
 
 @pytest.mark.parametrize("family", ["lstm", "gru"])
 def test_state_carrying_equals_rereading_the_prefix(family: str) -> None:
     torch.manual_seed(1)
-    model = build_model(ModelConfig(family=family, vocab_size=11, embed_dim=4, hidden_size=16, num_layers=2)).eval()
+    model = build_model(
+        ModelConfig(family=family, vocab_size=11, embed_dim=4, hidden_size=16, num_layers=2)
+    ).eval()
     ids = torch.randint(0, 11, (1, 30))
     full, _ = model(ids)
     state = None
@@ -39,7 +43,9 @@ def test_same_seed_same_text_and_batch_equals_single(model_and_tok) -> None:
     model, tok = model_and_tok
     cfg = SamplingConfig(temperature=1.0)
     batch = generate(model, tok, "the ", length=60, sampling=cfg, num_samples=4, seed=10)
-    singles = [generate(model, tok, "the ", length=60, sampling=cfg, seed=10 + i)[0] for i in range(4)]
+    singles = [
+        generate(model, tok, "the ", length=60, sampling=cfg, seed=10 + i)[0] for i in range(4)
+    ]
     assert [s.text for s in batch] == [s.text for s in singles]
     assert [s.seed for s in batch] == [10, 11, 12, 13]
     assert len({s.text for s in batch}) > 1
@@ -49,18 +55,24 @@ def test_same_seed_same_text_and_batch_equals_single(model_and_tok) -> None:
 
 def test_golden_output_for_a_fixed_seed(model_and_tok) -> None:
     model, tok = model_and_tok
-    (sample,) = generate(model, tok, "hello", length=30, sampling=SamplingConfig(temperature=1.0), seed=42)
+    (sample,) = generate(
+        model, tok, "hello", length=30, sampling=SamplingConfig(temperature=1.0), seed=42
+    )
     assert len(sample.text) == 30
     assert sample.text == GOLDEN_SEED_42
 
 
-GOLDEN_SEED_42 = None  # filled in below once measured
+GOLDEN_SEED_42 = "hrvayt.tzjil\nytcy.saxqbnvtukul"  # untrained model, torch.manual_seed(0)
 
 
 def test_temperature_zero_is_greedy(model_and_tok) -> None:
     model, tok = model_and_tok
-    (sample,) = generate(model, tok, "the q", length=20, sampling=SamplingConfig(temperature=0.0), seed=1)
-    (other,) = generate(model, tok, "the q", length=20, sampling=SamplingConfig(temperature=0.0), seed=99)
+    (sample,) = generate(
+        model, tok, "the q", length=20, sampling=SamplingConfig(temperature=0.0), seed=1
+    )
+    (other,) = generate(
+        model, tok, "the q", length=20, sampling=SamplingConfig(temperature=0.0), seed=99
+    )
     assert sample.text == other.text
     # greedy: each token is the argmax of the model's distribution given the text so far
     ids = tok.encode("the q").tolist()
@@ -73,11 +85,21 @@ def test_temperature_zero_is_greedy(model_and_tok) -> None:
 
 def test_stop_sequences_cut_the_text(model_and_tok) -> None:
     model, tok = model_and_tok
-    (free,) = generate(model, tok, "the ", length=200, sampling=SamplingConfig(temperature=1.0), seed=3)
+    (free,) = generate(
+        model, tok, "the ", length=200, sampling=SamplingConfig(temperature=1.0), seed=3
+    )
     stop = free.text[5:7]
     streamed: list[str] = []
-    (cut,) = generate(model, tok, "the ", length=200, sampling=SamplingConfig(temperature=1.0), seed=3,
-                      stop=[stop], on_text=lambda r, t: streamed.append(t))
+    (cut,) = generate(
+        model,
+        tok,
+        "the ",
+        length=200,
+        sampling=SamplingConfig(temperature=1.0),
+        seed=3,
+        stop=[stop],
+        on_text=lambda r, t: streamed.append(t),
+    )
     assert cut.stop == stop
     assert cut.text == free.text[: free.text.index(stop)]
     assert "".join(streamed) == cut.text

@@ -23,7 +23,9 @@ def _eval_records(run: Path) -> list[dict]:
     return [r for r in ckpt.MetricsLog(run).read() if r["kind"] == "eval"]
 
 
-def test_training_lowers_validation_loss_far_below_unigram_entropy(corpus_file: Path, tmp_path: Path) -> None:
+def test_training_lowers_validation_loss_far_below_unigram_entropy(
+    corpus_file: Path, tmp_path: Path
+) -> None:
     result = chargen.train(str(corpus_file), tmp_path / "run", steps=150, **TINY)
     text = corpus_file.read_text()
     tok = build_tokenizer("char", text)
@@ -102,7 +104,9 @@ def test_resume_with_a_larger_budget_continues(corpus_file: Path, tmp_path: Path
 def test_seed_preset_trains_with_windows(tmp_path: Path) -> None:
     path = tmp_path / "t.txt"
     path.write_text(make_text(4000), encoding="utf-8")
-    result = chargen.train(str(path), tmp_path / "run", preset="seed", steps=6, sample_length=10, threads=1)
+    result = chargen.train(
+        str(path), tmp_path / "run", preset="seed", steps=6, sample_length=10, threads=1
+    )
     config = ckpt.load_config(tmp_path / "run")
     assert config.train.batching == "windows" and config.model.embed_dim == 0
     assert config.model.hidden_size == 128 and config.train.optimizer == "rmsprop"

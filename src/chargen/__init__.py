@@ -16,4 +16,12 @@ from chargen.api import Run, load, train  # noqa: E402
 from chargen.errors import ChargenError  # noqa: E402
 from chargen.sampling import SamplingConfig, reweight_distribution  # noqa: E402
 
-__all__ = ["ChargenError", "Run", "SamplingConfig", "__version__", "load", "reweight_distribution", "train"]
+__all__ = [
+    "ChargenError",
+    "Run",
+    "SamplingConfig",
+    "__version__",
+    "load",
+    "reweight_distribution",
+    "train",
+]

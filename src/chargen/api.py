@@ -1,9 +1,9 @@
 """The Python API: train from a source with a budget, load a run, generate.
 
-    import chargen
-    chargen.train("python-docs", "runs/docs", minutes=1)
-    run = chargen.load("runs/docs")
-    print(run.generate("The ", length=200, temperature=0.5))
+import chargen
+chargen.train("python-docs", "runs/docs", minutes=1)
+run = chargen.load("runs/docs")
+print(run.generate("The ", length=200, temperature=0.5))
 """
 
 from __future__ import annotations
@@ -61,8 +61,15 @@ class Run:
         """``num_samples`` continuations with per-token log-probabilities and entropies."""
         cfg = _sampling_config(temperature, sampling)
         return generate(
-            self.model, self.tokenizer, prompt, length=length, sampling=cfg,
-            num_samples=num_samples, seed=seed, stop=stop, unknown=unknown,
+            self.model,
+            self.tokenizer,
+            prompt,
+            length=length,
+            sampling=cfg,
+            num_samples=num_samples,
+            seed=seed,
+            stop=stop,
+            unknown=unknown,
         )
 
 
@@ -100,7 +107,11 @@ def train(
     ``lowercase=True``); the preset gives the rest. The budget is ``steps``, ``epochs`` or
     ``minutes`` (at most one; the preset's when none).
     """
-    budget = {k: v for k, v in {"steps": steps, "epochs": epochs, "minutes": minutes}.items() if v is not None}
+    budget = {
+        k: v
+        for k, v in {"steps": steps, "epochs": epochs, "minutes": minutes}.items()
+        if v is not None
+    }
     if len(budget) > 1:
         raise ConfigError("give at most one of steps, epochs, minutes")
     reporter = reporter or (ConsoleReporter() if verbose else None)
@@ -129,7 +140,9 @@ def build_configs(
         groups[owners[name]][name] = value
     train_cfg = chosen.train
     if budget:
-        train_cfg = dataclasses.replace(train_cfg, steps=None, epochs=None, minutes=None, **budget)
+        train_cfg = dataclasses.replace(
+            train_cfg, **{"steps": None, "epochs": None, "minutes": None, **budget}
+        )
     return (
         dataclasses.replace(chosen.model, **groups["model"]),
         dataclasses.replace(train_cfg, **groups["train"]),

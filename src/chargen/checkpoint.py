@@ -84,22 +84,36 @@ class RunConfig:
             raise CheckpointError(f"{where}: {exc}") from None
 
 
-def prepare_run_dir(path: str | os.PathLike[str], *, resume: bool, overwrite: bool) -> Path:
-    """Make sure ``path`` can take a run: new, resumable or explicitly overwritten.
+def check_run_dir(path: str | os.PathLike[str], *, resume: bool, overwrite: bool) -> Path:
+    """Raise CheckpointError unless ``path`` may take a run; changes nothing on disk.
 
-    An existing run is never replaced without ``overwrite``; with it, only chargen's own files
-    are removed. Raises CheckpointError when the folder cannot be written.
+    An existing run is never replaced without ``overwrite``, and ``resume`` needs a trainer state.
     """
     run = Path(path)
     if run.exists() and not run.is_dir():
         raise CheckpointError(f"{run} exists and is not a folder")
-    has_run = run.is_dir() and any((run / name).exists() for name in RUN_FILES)
     if resume:
         if not (run / TRAINER).is_file():
-            raise CheckpointError(f"{run}: nothing to resume (no {TRAINER}); start a new run without --resume")
+            raise CheckpointError(
+                f"{run}: nothing to resume (no {TRAINER}); start a new run without --resume"
+            )
         return run
-    if has_run and not overwrite:
-        raise CheckpointError(f"{run} already holds a run; pass --resume to continue it or --overwrite to replace it")
+    if _holds_run(run) and not overwrite:
+        raise CheckpointError(
+            f"{run} already holds a run; pass --resume to continue it or --overwrite to replace it"
+        )
+    return run
+
+
+def _holds_run(run: Path) -> bool:
+    return run.is_dir() and any((run / name).exists() for name in RUN_FILES)
+
+
+def prepare_run_dir(path: str | os.PathLike[str], *, resume: bool, overwrite: bool) -> Path:
+    """``check_run_dir``, then create the folder; with ``overwrite`` only chargen's own files go."""
+    run = check_run_dir(path, resume=resume, overwrite=overwrite)
+    if resume:
+        return run
     try:
         run.mkdir(parents=True, exist_ok=True)
         probe = run / ".chargen-write-test"
@@ -107,7 +121,7 @@ def prepare_run_dir(path: str | os.PathLike[str], *, resume: bool, overwrite: bo
         probe.unlink()
     except OSError as exc:
         raise CheckpointError(f"cannot write to {run}: {exc.strerror or exc}") from None
-    if has_run:
+    if overwrite:
         for name in RUN_FILES:
             (run / name).unlink(missing_ok=True)
     return run
@@ -131,7 +145,9 @@ def weights_bytes(model: torch.nn.Module, metadata: dict[str, str] | None = None
     return st_save(tensors, metadata=metadata)
 
 
-def save_weights(path: Path, model: torch.nn.Module, metadata: dict[str, Any] | None = None) -> None:
+def save_weights(
+    path: Path, model: torch.nn.Module, metadata: dict[str, Any] | None = None
+) -> None:
     meta = {k: json.dumps(v) for k, v in (metadata or {}).items()}
     atomic_write_bytes(path, weights_bytes(model, meta))
 
@@ -149,7 +165,9 @@ def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str
         header_len = int.from_bytes(raw[:8], "little")
         header = json.loads(raw[8 : 8 + header_len])
     except (SafetensorError, ValueError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path}: not a valid safetensors file (truncated or corrupt?): {exc}") from None
+        raise CheckpointError(
+            f"{path}: not a valid safetensors file (truncated or corrupt?): {exc}"
+        ) from None
     return tensors, header.get("__metadata__") or {}
 
 
@@ -277,7 +295,9 @@ class MetricsLog:
     def truncate_after(self, step: int) -> None:
         """Drop records newer than ``step`` (those a resumed run will write again)."""
         kept = [r for r in self.read() if r.get("step", 0) <= step]
-        atomic_write_text(self.path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
+        atomic_write_text(
+            self.path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept)
+        )
 
 
 def load_run(
@@ -312,4 +332,3 @@ def _read_json(path: Path) -> Any:
         raise CheckpointError(f"{path}: file not found (is this a chargen run folder?)") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{path}: unreadable or corrupt JSON ({exc})") from None
-

@@ -58,7 +58,9 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, title: str) -> 
         kind, many = _scalar_type(hints[f.name])
         flag = _flag(f.name)
         if kind is bool:
-            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None)
+            group.add_argument(
+                flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None
+            )
         elif many:
             group.add_argument(flag, dest=f.name, type=kind, nargs="+", default=None, metavar="X")
         else:
@@ -76,7 +78,9 @@ def given_fields(args: argparse.Namespace, cls: type) -> dict[str, Any]:
 
 
 def _budget(args: argparse.Namespace) -> dict[str, Any]:
-    return {k: getattr(args, k) for k in ("steps", "epochs", "minutes") if getattr(args, k) is not None}
+    return {
+        k: getattr(args, k) for k in ("steps", "epochs", "minutes") if getattr(args, k) is not None
+    }
 
 
 def _add_budget(parser: argparse.ArgumentParser) -> None:
@@ -97,11 +101,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     budget = _budget(args)
     reporter = ConsoleReporter()
     if args.resume:
-        changed = {**given_fields(args, ModelConfig), **given_fields(args, TrainConfig), **given_fields(args, DataConfig)}
+        changed = {
+            **given_fields(args, ModelConfig),
+            **given_fields(args, TrainConfig),
+            **given_fields(args, DataConfig),
+        }
         changed.pop("data_dir", None)
         if changed or args.preset:
             names = ", ".join(_flag(n) for n in sorted(changed)) or "--preset"
-            raise ConfigError(f"cannot change {names} when resuming; only the budget (--steps/--epochs/--minutes) may change")
+            raise ConfigError(
+                f"cannot change {names} when resuming; only the budget (--steps/--epochs/--minutes) may change"
+            )
         run = prepare_run_dir(args.out, resume=True, overwrite=False)
         stored = load_config(run).data.source
         if args.source is not None and args.source != stored:
@@ -109,11 +119,25 @@ def cmd_train(args: argparse.Namespace) -> int:
         result = resume_run(run, budget=budget or None, data_dir=args.data_dir, reporter=reporter)
     else:
         if args.source is None:
-            raise ConfigError("train needs a SOURCE (a file, folder, glob or corpus name; see: chargen corpora)")
-        options = {**given_fields(args, ModelConfig), **given_fields(args, TrainConfig), **given_fields(args, DataConfig)}
-        model_cfg, train_cfg, data_cfg = build_configs(args.source, args.preset or "medium", budget, options)
-        result = start_run(args.out, data_cfg, model_cfg, train_cfg, overwrite=args.overwrite, reporter=reporter)
-    best = f"{result.best_val_nats_per_char:.4f}" if result.best_val_nats_per_char is not None else "n/a"
+            raise ConfigError(
+                "train needs a SOURCE (a file, folder, glob or corpus name; see: chargen corpora)"
+            )
+        options = {
+            **given_fields(args, ModelConfig),
+            **given_fields(args, TrainConfig),
+            **given_fields(args, DataConfig),
+        }
+        model_cfg, train_cfg, data_cfg = build_configs(
+            args.source, args.preset or "medium", budget, options
+        )
+        result = start_run(
+            args.out, data_cfg, model_cfg, train_cfg, overwrite=args.overwrite, reporter=reporter
+        )
+    best = (
+        f"{result.best_val_nats_per_char:.4f}"
+        if result.best_val_nats_per_char is not None
+        else "n/a"
+    )
     print(
         f"done: step {result.step}, {result.elapsed:.0f} s, best validation loss {best} nats/char; "
         f"run saved in {result.run_dir}",
@@ -136,23 +160,47 @@ def cmd_generate(args: argparse.Namespace) -> int:
     for cfg in configs:
         if args.format == "jsonl":
             samples = generate(
-                model, tokenizer, args.prompt, length=args.length, sampling=cfg,
-                num_samples=args.num_samples, seed=args.seed, stop=args.stop or (), unknown=args.unknown,
+                model,
+                tokenizer,
+                args.prompt,
+                length=args.length,
+                sampling=cfg,
+                num_samples=args.num_samples,
+                seed=args.seed,
+                stop=args.stop or (),
+                unknown=args.unknown,
             )
             for row, sample in enumerate(samples):
                 for i, (tok, piece, lp, ent) in enumerate(
-                    zip(sample.tokens, sample.pieces, sample.logprobs, sample.entropies, strict=True)
+                    zip(
+                        sample.tokens, sample.pieces, sample.logprobs, sample.entropies, strict=True
+                    )
                 ):
-                    out.write(json.dumps({
-                        "sample": row, "seed": sample.seed, "temperature": cfg.temperature, "index": i,
-                        "token": piece, "id": tok, "logprob": lp, "entropy": ent,
-                    }, ensure_ascii=False) + "\n")
+                    out.write(
+                        json.dumps(
+                            {
+                                "sample": row,
+                                "seed": sample.seed,
+                                "temperature": cfg.temperature,
+                                "index": i,
+                                "token": piece,
+                                "id": tok,
+                                "logprob": lp,
+                                "entropy": ent,
+                            },
+                            ensure_ascii=False,
+                        )
+                        + "\n"
+                    )
             out.flush()
             continue
         # text: each sample streamed as it is made (one at a time, identical to a batch draw)
         for row in range(args.num_samples):
             if many:
-                print(f"------ temperature: {cfg.temperature}  sample {row + 1}  seed {args.seed + row}", file=out)
+                print(
+                    f"------ temperature: {cfg.temperature}  sample {row + 1}  seed {args.seed + row}",
+                    file=out,
+                )
             out.write(args.prompt)
             out.flush()
 
@@ -161,8 +209,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 out.flush()
 
             generate(
-                model, tokenizer, args.prompt, length=args.length, sampling=cfg, num_samples=1,
-                seed=args.seed + row, stop=args.stop or (), unknown=args.unknown, on_text=emit,
+                model,
+                tokenizer,
+                args.prompt,
+                length=args.length,
+                sampling=cfg,
+                num_samples=1,
+                seed=args.seed + row,
+                stop=args.stop or (),
+                unknown=args.unknown,
+                on_text=emit,
             )
             out.write("\n")
             out.flush()
@@ -178,11 +234,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     config, tokenizer, model = load_run(args.run_dir, args.weights)
     data = config.data
     source = args.source or data.source
-    encoding = args.encoding if args.encoding is not None else (data.encoding if args.source is None else None)
+    encoding = (
+        args.encoding
+        if args.encoding is not None
+        else (data.encoding if args.source is None else None)
+    )
     corpus = load_corpus(
-        source, encoding=encoding, errors=args.errors or data.errors,
+        source,
+        encoding=encoding,
+        errors=args.errors or data.errors,
         lowercase=data.lowercase if args.lowercase is None else args.lowercase,
-        data_dir=args.data_dir or data.data_dir, progress=False,
+        data_dir=args.data_dir or data.data_dir,
+        progress=False,
     )
     ids = tokenizer.encode(corpus.text, unknown=args.unknown)
     if not args.all:
@@ -191,18 +254,36 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if len(ids) < 2:
         raise ConfigError(f"{source}: too little text to evaluate ({len(ids)} tokens)")
     if config.train.batching == "windows":
-        result = evaluate_windows(model, ids, lengths, maxlen=config.train.maxlen, step=config.train.window_step,
-                                  max_tokens=len(ids))
+        result = evaluate_windows(
+            model,
+            ids,
+            lengths,
+            maxlen=config.train.maxlen,
+            step=config.train.window_step,
+            max_tokens=len(ids),
+        )
     else:
         result = evaluate_streams(model, ids, lengths, max_tokens=len(ids))
     if args.json:
-        print(json.dumps({"nats_per_char": result.nats_per_char, "bits_per_char": result.bits_per_char,
-                          "chars": result.chars, "nats_per_token": result.nats_per_token, "tokens": result.tokens,
-                          "source": source, "split": "all" if args.all else "validation"}))
+        print(
+            json.dumps(
+                {
+                    "nats_per_char": result.nats_per_char,
+                    "bits_per_char": result.bits_per_char,
+                    "chars": result.chars,
+                    "nats_per_token": result.nats_per_token,
+                    "tokens": result.tokens,
+                    "source": source,
+                    "split": "all" if args.all else "validation",
+                }
+            )
+        )
     else:
         part = "all of" if args.all else "the validation split of"
-        print(f"{part} {source}: {result.nats_per_char:.4f} nats/char, {result.bits_per_char:.4f} bits/char "
-              f"over {result.chars:,} chars")
+        print(
+            f"{part} {source}: {result.nats_per_char:.4f} nats/char, {result.bits_per_char:.4f} bits/char "
+            f"over {result.chars:,} chars"
+        )
     return 0
 
 
@@ -220,17 +301,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from chargen.train import start_run
 
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="chargen-demo-"))
-    print(f"chargen demo: training a small LSTM on python-docs (the Python documentation, offline) "
-          f"for {args.minutes:g} minute(s); the run goes to {out}", flush=True)
+    print(
+        f"chargen demo: training a small LSTM on python-docs (the Python documentation, offline) "
+        f"for {args.minutes:g} minute(s); the run goes to {out}",
+        flush=True,
+    )
     options = {"seed": args.seed} if args.seed is not None else {}
     if args.threads:
         options["threads"] = args.threads
-    model_cfg, train_cfg, data_cfg = build_configs("python-docs", "demo", {"minutes": args.minutes}, options)
-    result = start_run(out, data_cfg, model_cfg, train_cfg, overwrite=args.out is None, reporter=ConsoleReporter())
+    model_cfg, train_cfg, data_cfg = build_configs(
+        "python-docs", "demo", {"minutes": args.minutes}, options
+    )
+    result = start_run(
+        out, data_cfg, model_cfg, train_cfg, overwrite=args.out is None, reporter=ConsoleReporter()
+    )
     best = result.best_val_nats_per_char
-    print(f"\ndone in {result.elapsed:.0f} s: validation loss {best:.3f} nats/char "
-          f"({best / 0.6931471805599453:.3f} bits/char).\n"
-          f"generate more with: chargen generate {out} --prompt 'The ' --temperature 0.5", flush=True)
+    print(
+        f"\ndone in {result.elapsed:.0f} s: validation loss {best:.3f} nats/char "
+        f"({best / 0.6931471805599453:.3f} bits/char).\n"
+        f"generate more with: chargen generate {out} --prompt 'The ' --temperature 0.5",
+        flush=True,
+    )
     return 0
 
 
@@ -239,14 +330,20 @@ def build_parser() -> argparse.ArgumentParser:
     from chargen.config import PRESETS, DataConfig, ModelConfig, TrainConfig
     from chargen.sampling import SamplingConfig
 
-    parser = _Parser(prog="chargen", description="Train language models on any text and generate from them.")
+    parser = _Parser(
+        prog="chargen", description="Train language models on any text and generate from them."
+    )
     parser.add_argument("--version", action="version", version=f"chargen {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("train", help="train a model on a text source")
-    p.add_argument("source", nargs="?", help="file, folder, glob or corpus name (see: chargen corpora)")
+    p.add_argument(
+        "source", nargs="?", help="file, folder, glob or corpus name (see: chargen corpora)"
+    )
     p.add_argument("--out", required=True, help="run folder to write")
-    p.add_argument("--preset", choices=sorted(PRESETS), help="starting configuration (default: medium)")
+    p.add_argument(
+        "--preset", choices=sorted(PRESETS), help="starting configuration (default: medium)"
+    )
     _add_budget(p)
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
@@ -259,25 +356,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--prompt", default="", help="text to continue")
     p.add_argument("--length", type=int, default=400, help="tokens to generate per sample")
-    p.add_argument("--temperature", type=float, nargs="+", default=[1.0], help="one or more; 0 is greedy")
+    p.add_argument(
+        "--temperature", type=float, nargs="+", default=[1.0], help="one or more; 0 is greedy"
+    )
     p.add_argument("--num-samples", type=int, default=1)
     p.add_argument("--seed", type=int, default=0, help="sample i uses seed + i")
     p.add_argument("--stop", nargs="+", help="stop a sample at any of these strings")
-    p.add_argument("--unknown", choices=("warn", "drop", "error"), default="warn",
-                   help="prompt symbols missing from the vocabulary")
+    p.add_argument(
+        "--unknown",
+        choices=("warn", "drop", "error"),
+        default="warn",
+        help="prompt symbols missing from the vocabulary",
+    )
     p.add_argument("--format", choices=("text", "jsonl"), default="text")
     p.add_argument("--weights", choices=("best", "last"), default="best")
     group = p.add_argument_group("sampling")
     hints = typing.get_type_hints(SamplingConfig)
     for f in dataclasses.fields(SamplingConfig):
         if f.name != "temperature":
-            group.add_argument(_flag(f.name), dest=f.name, type=_scalar_type(hints[f.name])[0], default=None)
+            group.add_argument(
+                _flag(f.name), dest=f.name, type=_scalar_type(hints[f.name])[0], default=None
+            )
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("eval", help="validation loss of a run (nats and bits per char)")
     p.add_argument("run_dir")
     p.add_argument("source", nargs="?", help="text to score (default: the run's own corpus)")
-    p.add_argument("--all", action="store_true", help="score the whole text, not its validation split")
+    p.add_argument(
+        "--all", action="store_true", help="score the whole text, not its validation split"
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--encoding")
     p.add_argument("--errors", choices=("strict", "replace", "ignore"))
@@ -291,7 +398,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir")
     p.set_defaults(func=cmd_corpora)
 
-    p = sub.add_parser("demo", help="train on python-docs for two minutes and print samples (offline)")
+    p = sub.add_parser(
+        "demo", help="train on python-docs for two minutes and print samples (offline)"
+    )
     p.add_argument("--minutes", type=float, default=2.0)
     p.add_argument("--out", help="run folder (default: a new temporary folder)")
     p.add_argument("--seed", type=int)
@@ -300,7 +409,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _one_line_warnings(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+def _one_line_warnings(
+    message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any
+) -> None:
     print(f"chargen: warning: {message}", file=sys.stderr)
 
 
@@ -308,7 +419,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
     warnings.showwarning = _one_line_warnings  # type: ignore[assignment]
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error (one line, status 2)
+        return int(exc.code or 0)
     try:
         return int(args.func(args))
     except ChargenError as exc:

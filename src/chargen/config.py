@@ -53,7 +53,9 @@ class ModelConfig:
     def validate(self) -> ModelConfig:
         """Raise ConfigError on an unusable value; return self."""
         if self.family not in MODEL_FAMILIES:
-            raise ConfigError(f"--model must be one of {', '.join(MODEL_FAMILIES)}, got {self.family!r}")
+            raise ConfigError(
+                f"--model must be one of {', '.join(MODEL_FAMILIES)}, got {self.family!r}"
+            )
         _check_int(self.embed_dim, "--embed-dim", low=0)
         _check_int(self.hidden_size, "--hidden-size", low=1)
         _check_int(self.num_layers, "--layers", low=1)
@@ -104,11 +106,17 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         """Raise ConfigError on an unusable value; return self."""
         if self.batching not in BATCHING_SCHEMES:
-            raise ConfigError(f"--batching must be one of {', '.join(BATCHING_SCHEMES)}, got {self.batching!r}")
+            raise ConfigError(
+                f"--batching must be one of {', '.join(BATCHING_SCHEMES)}, got {self.batching!r}"
+            )
         if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+            raise ConfigError(
+                f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
+            )
         if self.schedule not in SCHEDULES:
-            raise ConfigError(f"--schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+            raise ConfigError(
+                f"--schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"
+            )
         _check_int(self.batch_size, "--batch-size", low=1)
         _check_int(self.seq_len, "--seq-len", low=1)
         _check_int(self.maxlen, "--maxlen", low=1)
@@ -161,7 +169,9 @@ class DataConfig:
 
     def validate(self) -> DataConfig:
         if self.tokenizer not in TOKENIZER_KINDS:
-            raise ConfigError(f"--tokenizer must be one of {', '.join(TOKENIZER_KINDS)}, got {self.tokenizer!r}")
+            raise ConfigError(
+                f"--tokenizer must be one of {', '.join(TOKENIZER_KINDS)}, got {self.tokenizer!r}"
+            )
         if self.errors not in ("strict", "replace", "ignore"):
             raise ConfigError(f"--errors must be strict, replace or ignore, got {self.errors!r}")
         if self.max_vocab is not None:
@@ -241,7 +251,12 @@ def get_preset(name: str) -> Preset:
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     preset = PRESETS[name]
-    return Preset(preset.name, preset.description, dataclasses.replace(preset.model), dataclasses.replace(preset.train))
+    return Preset(
+        preset.name,
+        preset.description,
+        dataclasses.replace(preset.model),
+        dataclasses.replace(preset.train),
+    )
 
 
 def _check_int(value: Any, flag: str, *, low: int) -> None:
@@ -266,5 +281,9 @@ def _check_float(
     if not ok:
         lo = "" if low is None else ("(" if low_open else "[") + f"{low:g}"
         hi = "" if high is None else f"{high:g}" + (")" if high_open else "]")
-        rng = f"in {lo}, {hi}" if low is not None and high is not None else (f"> {low:g}" if low_open else f">= {low:g}")
+        rng = (
+            f"in {lo}, {hi}"
+            if low is not None and high is not None
+            else (f"> {low:g}" if low_open else f">= {low:g}")
+        )
         raise ConfigError(f"{flag} must be {rng}, got {value!r}")

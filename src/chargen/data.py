@@ -84,7 +84,9 @@ class StreamBatches:
 class WindowBatches:
     """The seed's scheme: windows of ``maxlen`` every ``step`` tokens, one target each."""
 
-    def __init__(self, ids: np.ndarray, batch_size: int, maxlen: int, step: int, seed: int = 0) -> None:
+    def __init__(
+        self, ids: np.ndarray, batch_size: int, maxlen: int, step: int, seed: int = 0
+    ) -> None:
         if len(ids) <= maxlen:
             raise TrainingError(
                 f"the training split has {len(ids)} tokens, too few for one window of "
@@ -117,7 +119,9 @@ class WindowBatches:
         return chunk[:, :-1], chunk[:, -1]
 
 
-def eval_streams(ids: np.ndarray, max_tokens: int, min_stream: int = 2048, max_streams: int = 16) -> np.ndarray:
+def eval_streams(
+    ids: np.ndarray, max_tokens: int, min_stream: int = 2048, max_streams: int = 16
+) -> np.ndarray:
     """Lay out up to ``max_tokens`` ids as (S, L) streams for a state-carrying evaluation.
 
     Few long streams lose little context at their starts; several streams keep the batch busy.

@@ -66,7 +66,11 @@ def evaluate_streams(
         y = streams[:, start + 1 : start + seq_len + 1]
         x = x[:, : y.shape[1]]
         logits, state = model(x, state)
-        total += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1), reduction="sum"))
+        total += float(
+            F.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1), reduction="sum"
+            )
+        )
         targets_seen += y.numel()
         chars += int(char_lengths[y.cpu().numpy()].sum())
     model.train(was_training)

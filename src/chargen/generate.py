@@ -67,8 +67,14 @@ def start_token(tokenizer: Tokenizer) -> int:
 def _check_request(length: int, num_samples: int) -> None:
     if isinstance(length, bool) or not isinstance(length, int) or not 0 <= length <= MAX_LENGTH:
         raise ConfigError(f"--length must be an integer in [0, {MAX_LENGTH}], got {length!r}")
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or not 1 <= num_samples <= MAX_SAMPLES:
-        raise ConfigError(f"--num-samples must be an integer in [1, {MAX_SAMPLES}], got {num_samples!r}")
+    if (
+        isinstance(num_samples, bool)
+        or not isinstance(num_samples, int)
+        or not 1 <= num_samples <= MAX_SAMPLES
+    ):
+        raise ConfigError(
+            f"--num-samples must be an integer in [1, {MAX_SAMPLES}], got {num_samples!r}"
+        )
 
 
 class _StopWatcher:
@@ -124,7 +130,9 @@ def generate(
     was_training = model.training
     model.eval()
     try:
-        return _generate_ids(model, tokenizer, ids, length, sampling, num_samples, seed, stop, on_text)
+        return _generate_ids(
+            model, tokenizer, ids, length, sampling, num_samples, seed, stop, on_text
+        )
     finally:
         model.train(was_training)
 

@@ -17,7 +17,9 @@ class Reporter:
 
     def start(self, info: dict[str, Any]) -> None: ...
 
-    def progress(self, step: int, total: int | None, fraction: float, loss: float, chars_per_s: float) -> None: ...
+    def progress(
+        self, step: int, total: int | None, fraction: float, loss: float, chars_per_s: float
+    ) -> None: ...
 
     def evaluation(self, record: dict[str, Any]) -> None: ...
 
@@ -40,16 +42,24 @@ class ConsoleReporter(Reporter):
         parts = [f"{k}: {v}" for k, v in info.items()]
         self._print("  ".join(parts))
         if self.bar_enabled:
-            self.bar = tqdm(total=1000, unit="", dynamic_ncols=True, file=sys.stderr, bar_format=(
-                "{l_bar}{bar}| [{elapsed}<{remaining}] {postfix}"
-            ))
+            self.bar = tqdm(
+                total=1000,
+                unit="",
+                dynamic_ncols=True,
+                file=sys.stderr,
+                bar_format=("{l_bar}{bar}| [{elapsed}<{remaining}] {postfix}"),
+            )
 
-    def progress(self, step: int, total: int | None, fraction: float, loss: float, chars_per_s: float) -> None:
+    def progress(
+        self, step: int, total: int | None, fraction: float, loss: float, chars_per_s: float
+    ) -> None:
         if self.bar is None:
             return
         self.bar.n = int(min(1.0, fraction) * 1000)
         steps = f"{step}/{total}" if total else f"{step}"
-        self.bar.set_postfix_str(f"step {steps} loss {loss:.3f} {chars_per_s:,.0f} chars/s", refresh=False)
+        self.bar.set_postfix_str(
+            f"step {steps} loss {loss:.3f} {chars_per_s:,.0f} chars/s", refresh=False
+        )
         self.bar.refresh()
 
     def evaluation(self, record: dict[str, Any]) -> None:

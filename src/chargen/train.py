@@ -185,10 +185,16 @@ class Trainer:
         self.train_ids, self.val_ids = split_ids(ids, self.tc.val_fraction)
         if self.tc.batching == "windows":
             self.batches: StreamBatches | WindowBatches = WindowBatches(
-                self.train_ids, self.tc.batch_size, self.tc.maxlen, self.tc.window_step, self.tc.seed
+                self.train_ids,
+                self.tc.batch_size,
+                self.tc.maxlen,
+                self.tc.window_step,
+                self.tc.seed,
             )
         else:
-            self.batches = StreamBatches(self.train_ids, self.tc.batch_size, self.tc.seq_len, self.tc.seed)
+            self.batches = StreamBatches(
+                self.train_ids, self.tc.batch_size, self.tc.seq_len, self.tc.seed
+            )
         self.char_lengths = token_char_lengths(tokenizer.vocab)
         torch.manual_seed(self.tc.seed)
         self.model: RNNLanguageModel = build_model(config.model).to(self.device)
@@ -203,7 +209,11 @@ class Trainer:
         self.best_val: float | None = None
         self.last_val: EvalResult | None = None
         self.carry: tuple[torch.Tensor, ...] | None = None
-        self.seed_start = int(np.random.default_rng(self.tc.seed).integers(0, max(1, len(self.train_ids) - SEED_TEXT_CHARS)))
+        self.seed_start = int(
+            np.random.default_rng(self.tc.seed).integers(
+                0, max(1, len(self.train_ids) - SEED_TEXT_CHARS)
+            )
+        )
 
     # ----------------------------------------------------------------- state
     def state_meta(self) -> dict[str, Any]:
@@ -238,7 +248,9 @@ class Trainer:
         try:
             self.optimizer.load_state_dict(saved.optimizer)
         except (ValueError, KeyError, RuntimeError) as exc:
-            raise ckpt.CheckpointError(f"{self.run / ckpt.TRAINER}: optimizer state does not fit: {exc}") from None
+            raise ckpt.CheckpointError(
+                f"{self.run / ckpt.TRAINER}: optimizer state does not fit: {exc}"
+            ) from None
         torch.set_rng_state(saved.rng)
         self.step = int(meta["step"])
         self.epoch = int(meta["epoch"])
@@ -285,7 +297,9 @@ class Trainer:
                 step=self.tc.window_step,
                 max_tokens=self.tc.eval_max_tokens,
             )
-        return evaluate_streams(self.model, self.val_ids, self.char_lengths, max_tokens=self.tc.eval_max_tokens)
+        return evaluate_streams(
+            self.model, self.val_ids, self.char_lengths, max_tokens=self.tc.eval_max_tokens
+        )
 
     def sample_texts(self) -> tuple[str, dict[float, str]]:
         """From one fixed window of the training text, a sample at each configured temperature."""
@@ -327,7 +341,11 @@ class Trainer:
         self.reporter.evaluation(record)
         if self.best_val is None or result.nats_per_char < self.best_val:
             self.best_val = result.nats_per_char
-            ckpt.save_weights(self.run / ckpt.BEST, self.model, {"step": self.step, "val_nats_per_char": result.nats_per_char})
+            ckpt.save_weights(
+                self.run / ckpt.BEST,
+                self.model,
+                {"step": self.step, "val_nats_per_char": result.nats_per_char},
+            )
 
     def _record_samples(self) -> None:
         if not self.tc.sample_temperatures or self.tc.sample_length == 0:
@@ -335,8 +353,14 @@ class Trainer:
         seed_text, texts = self.sample_texts()
         for temperature, text in texts.items():
             self.metrics.append(
-                {"kind": "sample", "step": self.step, "epoch": self.epoch, "temperature": temperature,
-                 "seed_text": seed_text, "text": text}
+                {
+                    "kind": "sample",
+                    "step": self.step,
+                    "epoch": self.epoch,
+                    "temperature": temperature,
+                    "seed_text": seed_text,
+                    "text": text,
+                }
             )
         self.reporter.samples(self.epoch, self.step, seed_text, texts)
 
@@ -374,7 +398,9 @@ class Trainer:
                     if self.step_in_epoch >= self.batches.steps_per_epoch:
                         self._end_epoch(window_loss / max(window_steps, 1), chars_per_s)
                     x, y = self.batches.batch(self.epoch, self.step_in_epoch)
-                    scale = lr_factor(self.tc, self.step, self.budget.fraction(self.step, self.elapsed))
+                    scale = lr_factor(
+                        self.tc, self.step, self.budget.fraction(self.step, self.elapsed)
+                    )
                     for group in self.optimizer.param_groups:
                         group["lr"] = self.tc.lr * scale
                     last_loss = self.train_step(x, y)
@@ -390,12 +416,24 @@ class Trainer:
                         chars_per_s = speed_tokens / (now - speed_t)
                         speed_t, speed_tokens = now, 0
                     total = self.budget.steps
-                    self.reporter.progress(self.step, total, self.budget.fraction(self.step, self.elapsed), last_loss, chars_per_s)
+                    self.reporter.progress(
+                        self.step,
+                        total,
+                        self.budget.fraction(self.step, self.elapsed),
+                        last_loss,
+                        chars_per_s,
+                    )
                     if self.step % TRAIN_LOG_EVERY == 0:
                         self.metrics.append(
-                            {"kind": "train", "step": self.step, "epoch": self.epoch_float(),
-                             "elapsed": round(self.elapsed, 3), "loss": window_loss / window_steps,
-                             "lr": self.optimizer.param_groups[0]["lr"], "chars_per_s": chars_per_s}
+                            {
+                                "kind": "train",
+                                "step": self.step,
+                                "epoch": self.epoch_float(),
+                                "elapsed": round(self.elapsed, 3),
+                                "loss": window_loss / window_steps,
+                                "lr": self.optimizer.param_groups[0]["lr"],
+                                "chars_per_s": chars_per_s,
+                            }
                         )
                         train_avg = window_loss / window_steps
                         window_loss, window_steps = 0.0, 0
@@ -403,7 +441,10 @@ class Trainer:
                         train_avg = last_loss
                     if self.step % self.tc.eval_every == 0:
                         self._record_eval(train_avg, chars_per_s)
-                    if self.step % self.tc.checkpoint_every == 0 or self.step % self.tc.eval_every == 0:
+                    if (
+                        self.step % self.tc.checkpoint_every == 0
+                        or self.step % self.tc.eval_every == 0
+                    ):
                         self._checkpoint()
                     if signals.signum is not None:
                         self._checkpoint()
@@ -416,7 +457,9 @@ class Trainer:
             self._record_eval(last_loss, chars_per_s)
             self._record_samples()
         self._checkpoint()
-        return TrainResult(self.run, self.step, self.epoch_float(), self.elapsed, self.last_val, self.best_val)
+        return TrainResult(
+            self.run, self.step, self.epoch_float(), self.elapsed, self.last_val, self.best_val
+        )
 
     _last_eval_step = -1
 
@@ -443,15 +486,25 @@ class Trainer:
         )
 
 
-def _encode_corpus(data: DataConfig, tokenizer: Tokenizer | None, progress: bool) -> tuple[Tokenizer, np.ndarray, str]:
+def _encode_corpus(
+    data: DataConfig, tokenizer: Tokenizer | None, progress: bool
+) -> tuple[Tokenizer, np.ndarray, str]:
     corpus = load_corpus(
-        data.source, encoding=data.encoding, errors=data.errors, lowercase=data.lowercase,
-        data_dir=data.data_dir, progress=progress,
+        data.source,
+        encoding=data.encoding,
+        errors=data.errors,
+        lowercase=data.lowercase,
+        data_dir=data.data_dir,
+        progress=progress,
     )
     if tokenizer is None:
         tokenizer = build_tokenizer(data.tokenizer, corpus.text, max_vocab=data.max_vocab)
     ids = tokenizer.encode(corpus.text, unknown="error")
-    return tokenizer, ids.astype(smallest_id_dtype(tokenizer.vocab_size)), text_checksum(corpus.text)
+    return (
+        tokenizer,
+        ids.astype(smallest_id_dtype(tokenizer.vocab_size)),
+        text_checksum(corpus.text),
+    )
 
 
 def start_run(
@@ -468,13 +521,15 @@ def start_run(
     data.validate()
     model.validate()
     train.validate()
-    run = ckpt.prepare_run_dir(out, resume=False, overwrite=overwrite)
+    ckpt.check_run_dir(out, resume=False, overwrite=overwrite)
     tokenizer, ids, sha = _encode_corpus(data, None, progress=reporter is not None)
     model = replace(model, vocab_size=tokenizer.vocab_size)
     config = ckpt.RunConfig(model, train, data)
-    trainer = Trainer(run, config, tokenizer, ids, sha, reporter)
-    ckpt.save_config(run, config)
-    ckpt.save_tokenizer(run, tokenizer)
+    # everything that can refuse the input runs before the folder is touched
+    trainer = Trainer(Path(out), config, tokenizer, ids, sha, reporter)
+    ckpt.prepare_run_dir(out, resume=False, overwrite=overwrite)
+    ckpt.save_config(trainer.run, config)
+    ckpt.save_tokenizer(trainer.run, tokenizer)
     return trainer.fit(stop_at_step)
 
 
@@ -491,7 +546,9 @@ def resume_run(
     config = ckpt.load_config(run)
     tokenizer = load_tokenizer(run / ckpt.TOKENIZER)
     if budget:
-        train = replace(config.train, steps=None, epochs=None, minutes=None, **budget).validate()
+        train = replace(
+            config.train, **{"steps": None, "epochs": None, "minutes": None, **budget}
+        ).validate()
         config = ckpt.RunConfig(config.model, train, config.data)
     data = replace(config.data, data_dir=data_dir) if data_dir else config.data
     _, ids, sha = _encode_corpus(data, tokenizer, progress=reporter is not None)

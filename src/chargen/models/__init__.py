@@ -14,7 +14,9 @@ REGISTRY: dict[str, type[nn.Module]] = {"lstm": RNNLanguageModel, "gru": RNNLang
 def build_model(config: ModelConfig) -> RNNLanguageModel:
     """Instantiate the family named by ``config.family``."""
     if config.family not in REGISTRY:
-        raise ConfigError(f"unknown model family {config.family!r}; known: {', '.join(MODEL_FAMILIES)}")
+        raise ConfigError(
+            f"unknown model family {config.family!r}; known: {', '.join(MODEL_FAMILIES)}"
+        )
     return REGISTRY[config.family](config)  # type: ignore[return-value]
 
 
