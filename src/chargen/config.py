@@ -234,7 +234,7 @@ PRESETS: dict[str, Preset] = {
         "medium",
         "LSTM 512, 1 layer with dropout: the default, best per minute on 2 CPU cores",
         ModelConfig(embed_dim=64, hidden_size=512, num_layers=1, dropout=0.1),
-        TrainConfig(batch_size=32, seq_len=128, lr=3e-3, minutes=3.0),
+        TrainConfig(batch_size=32, seq_len=64, lr=5e-3, minutes=3.0),
     ),
     "large": Preset(
         "large",

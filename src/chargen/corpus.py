@@ -9,6 +9,7 @@ strict UTF-8 unless told otherwise; a UTF-8 BOM is dropped; CRLF and lone CR bec
 from __future__ import annotations
 
 import codecs
+import contextlib
 import glob
 import hashlib
 import os
@@ -209,10 +210,8 @@ def _download(corpus: NamedCorpus, target: Path, progress: bool) -> Path:
 
 
 def _unlink(path: str) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.unlink(path)
-    except OSError:
-        pass
 
 
 def _normalise(text: str) -> str:

@@ -27,6 +27,7 @@ import torch
 from chargen.errors import SamplingError
 
 NEG_INF = float("-inf")
+GREEDY_BELOW = 1e-12  # a temperature below this is greedy (it would underflow float32)
 
 
 def reweight_distribution(original_distribution: Any, temperature: float = 0.5) -> Any:
@@ -47,14 +48,15 @@ def reweight_distribution(original_distribution: Any, temperature: float = 0.5) 
     total = p.sum(axis=-1, keepdims=True)
     if np.any(total <= 0):
         raise SamplingError("a probability distribution must not be all zeros")
-    if temperature == 0 or temperature < 1e-12:
+    if temperature < GREEDY_BELOW:
         one_hot = np.zeros_like(p)
         np.put_along_axis(one_hot, np.argmax(p, axis=-1)[..., None], 1.0, axis=-1)
         return one_hot
     positive = p > 0
     logp = np.where(positive, np.log(np.where(positive, p, 1.0)), -np.inf) / temperature
     logp = logp - logp.max(axis=-1, keepdims=True)
-    weights = np.where(positive, np.exp(np.where(positive, logp, 0.0)), 0.0)
+    with np.errstate(under="ignore"):  # tiny weights rounding to 0 are the intended result
+        weights = np.where(positive, np.exp(np.where(positive, logp, 0.0)), 0.0)
     return weights / weights.sum(axis=-1, keepdims=True)
 
 
@@ -215,12 +217,15 @@ class NoRepeatNGram:
 
 @dataclass
 class Temperature:
-    """``l / T`` for ``T > 0``: below 1 sharpens the distribution, above 1 flattens it."""
+    """``(l - max l) / T`` for ``T > 0`` (the shift leaves softmax unchanged and avoids inf - inf).
+
+    Below 1 it sharpens the distribution, above 1 it flattens it.
+    """
 
     temperature: float
 
     def __call__(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
-        return logits / self.temperature
+        return (logits - logits.max(dim=-1, keepdim=True).values) / self.temperature
 
 
 @dataclass
@@ -310,7 +315,7 @@ def build_processors(cfg: SamplingConfig) -> list[LogitsProcessor]:
         chain.append(PresencePenalty(cfg.presence_penalty, cfg.penalty_window))
     if cfg.no_repeat_ngram_size:
         chain.append(NoRepeatNGram(cfg.no_repeat_ngram_size))
-    if cfg.temperature > 0 and cfg.temperature != 1.0:
+    if cfg.temperature >= GREEDY_BELOW and cfg.temperature != 1.0:
         chain.append(Temperature(cfg.temperature))
     if cfg.top_k is not None:
         chain.append(TopK(cfg.top_k))
@@ -328,11 +333,12 @@ def process_logits(
 ) -> torch.Tensor:
     """Log-probabilities (B, V) of the distribution actually sampled from.
 
-    ``T = 0`` is greedy: 0 at the argmax of the processed logits, ``-inf`` elsewhere.
+    ``T = 0`` (any ``T < 1e-12``) is greedy: 0 at the argmax of the processed logits, ``-inf``
+    elsewhere.
     """
     for processor in build_processors(cfg):
         logits = processor(logits, history)
-    if cfg.temperature == 0:
+    if cfg.temperature < GREEDY_BELOW:
         greedy = torch.full_like(logits, NEG_INF)
         greedy.scatter_(1, logits.argmax(dim=-1, keepdim=True), 0.0)
         return greedy
