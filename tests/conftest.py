@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from chargen.cli import main as cli_main
+
 SHARED_DATA = Path(
     os.environ.get("CHARGEN_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
 )
@@ -59,3 +61,31 @@ def needs_shared(name: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent (set CHARGEN_DATA to a folder holding {name})")
     return path
+
+
+TINY_FLAGS = [
+    "--embed-dim",
+    "16",
+    "--hidden-size",
+    "48",
+    "--batch-size",
+    "8",
+    "--seq-len",
+    "32",
+    "--eval-every",
+    "20",
+    "--sample-length",
+    "20",
+    "--threads",
+    "1",
+]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("cli")
+    corpus = folder / "corpus.txt"
+    corpus.write_text(make_text(), encoding="utf-8")
+    run = folder / "run"
+    assert cli_main(["train", str(corpus), "--out", str(run), "--steps", "40", *TINY_FLAGS]) == 0
+    return run

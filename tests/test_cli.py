@@ -12,23 +12,6 @@ import pytest
 from chargen.cli import main
 from tests.conftest import make_text
 
-TINY_FLAGS = [
-    "--embed-dim",
-    "16",
-    "--hidden-size",
-    "48",
-    "--batch-size",
-    "8",
-    "--seq-len",
-    "32",
-    "--eval-every",
-    "20",
-    "--sample-length",
-    "20",
-    "--threads",
-    "1",
-]
-
 
 def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     code = main([str(a) for a in args])
@@ -42,16 +25,6 @@ def one_line_error(code: int, err: str) -> None:
     assert len(lines) == 1, err
     assert lines[0].startswith("chargen: error:"), err
     assert "Traceback" not in err
-
-
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("cli")
-    corpus = folder / "corpus.txt"
-    corpus.write_text(make_text(), encoding="utf-8")
-    run = folder / "run"
-    assert main(["train", str(corpus), "--out", str(run), "--steps", "40", *TINY_FLAGS]) == 0
-    return run
 
 
 def test_train_generate_eval(trained_run: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -156,6 +156,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     configs = [SamplingConfig(temperature=t, **options).validate() for t in args.temperature]
     _, tokenizer, model = load_run(args.run_dir, args.weights)
     out = sys.stdout
+    if args.beams > 1:
+        return _print_beams(args, model, tokenizer, configs[0])
     many = len(configs) > 1 or args.num_samples > 1
     for cfg in configs:
         if args.format == "jsonl":
@@ -222,6 +224,81 @@ def cmd_generate(args: argparse.Namespace) -> int:
             )
             out.write("\n")
             out.flush()
+    return 0
+
+
+def _print_beams(args: argparse.Namespace, model: Any, tokenizer: Any, cfg: Any) -> int:
+    from chargen.generate import beam_generate
+
+    found = beam_generate(
+        model,
+        tokenizer,
+        args.prompt,
+        beams=args.beams,
+        length=args.length,
+        length_penalty=args.length_penalty,
+        sampling=cfg,
+        unknown=args.unknown,
+    )
+    for rank, sample in enumerate(found[: args.num_samples]):
+        if args.format == "jsonl":
+            print(
+                json.dumps(
+                    {"beam": rank, "text": sample.text, "score": sample.logprobs[0]},
+                    ensure_ascii=False,
+                )
+            )
+        else:
+            if args.num_samples > 1:
+                print(f"------ beam {rank + 1}  score {sample.logprobs[0]:.4f}")
+            print(args.prompt + sample.text)
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from chargen.checkpoint import load_run
+    from chargen.inspect_next import next_token_table, plot_table
+    from chargen.sampling import SamplingConfig
+
+    for t in args.temperature:
+        SamplingConfig(temperature=t).validate()
+    _, tokenizer, model = load_run(args.run_dir, args.weights)
+    if args.top < 1:
+        raise ConfigError(f"--top must be >= 1, got {args.top}")
+    table = next_token_table(
+        model, tokenizer, args.prompt, args.temperature, args.top, args.unknown
+    )
+    print(table.render())
+    if args.plot:
+        plot_table(table, args.plot)
+        print(f"plot written to {args.plot}", file=sys.stderr)
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from chargen.checkpoint import load_run
+    from chargen.corpus import load_corpus
+    from chargen.score import score_text, write_surprisal_html
+
+    config, tokenizer, model = load_run(args.run_dir, args.weights)
+    corpus = load_corpus(
+        args.file,
+        encoding=args.encoding,
+        errors=args.errors,
+        lowercase=config.data.lowercase,
+        progress=False,
+    )
+    scored = score_text(model, tokenizer, corpus.text, args.unknown)
+    if scored.chars == 0:
+        raise ConfigError(f"{args.file}: nothing the model can score")
+    print(f"{args.file}: {scored.bits_per_char:.4f} bits/char over {scored.chars:,} chars")
+    if args.html:
+        write_surprisal_html(
+            scored,
+            f"surprisal of {Path(args.file).name} under {Path(args.run_dir).name}",
+            args.html,
+        )
+        print(f"page written to {args.html}", file=sys.stderr)
     return 0
 
 
@@ -370,6 +447,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--format", choices=("text", "jsonl"), default="text")
     p.add_argument("--weights", choices=("best", "last"), default="best")
+    p.add_argument("--beams", type=int, default=1, help="beam search with this width (1: sample)")
+    p.add_argument(
+        "--length-penalty", type=float, default=1.0, help="beam score = sum log p / length**this"
+    )
     group = p.add_argument_group("sampling")
     hints = typing.get_type_hints(SamplingConfig)
     for f in dataclasses.fields(SamplingConfig):
@@ -378,6 +459,26 @@ def build_parser() -> argparse.ArgumentParser:
                 _flag(f.name), dest=f.name, type=_scalar_type(hints[f.name])[0], default=None
             )
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("inspect", help="the next-token distribution at several temperatures")
+    p.add_argument("run_dir")
+    p.add_argument("--prompt", default="")
+    p.add_argument("--temperature", type=float, nargs="+", default=[0.2, 0.5, 1.0, 1.2])
+    p.add_argument("--top", type=int, default=10, help="candidates to show")
+    p.add_argument("--plot", help="also draw the table to this PNG file (matplotlib)")
+    p.add_argument("--unknown", choices=("warn", "drop", "error"), default="warn")
+    p.add_argument("--weights", choices=("best", "last"), default="best")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("score", help="bits per character of a text under a run's model")
+    p.add_argument("run_dir")
+    p.add_argument("file")
+    p.add_argument("--html", help="write a page colouring every character by its surprisal")
+    p.add_argument("--encoding")
+    p.add_argument("--errors", choices=("strict", "replace", "ignore"), default="strict")
+    p.add_argument("--unknown", choices=("warn", "drop", "error"), default="warn")
+    p.add_argument("--weights", choices=("best", "last"), default="best")
+    p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("eval", help="validation loss of a run (nats and bits per char)")
     p.add_argument("run_dir")

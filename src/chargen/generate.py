@@ -8,14 +8,14 @@ uses seed ``seed + i``, so K samples drawn together equal K samples drawn one at
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
+from chargen.beam import beam_search
 from chargen.errors import ConfigError, TokenizerError
-from chargen.models import RNNLanguageModel, expand_state
+from chargen.models import RNNLanguageModel, State, expand_state, select_state
 from chargen.rng import uniforms
 from chargen.sampling import SamplingConfig, entropy, process_logits, select_next
 from chargen.tokenizer import Tokenizer
@@ -151,10 +151,7 @@ def _generate_ids(
     device = model.head.weight.device
     rows = num_samples
     prompt = torch.tensor(ids, dtype=torch.long, device=device)
-    state = model.initial_state(1, device)
-    if len(ids) > 1:
-        _, state = model(prompt[None, :-1], state)
-    state = expand_state(state, rows)
+    state = expand_state(read_prompt(model, ids), rows)
     history = torch.empty((rows, len(ids) + length), dtype=torch.long, device=device)
     history[:, : len(ids)] = prompt
     last = history[:, len(ids) - 1 : len(ids)]
@@ -205,6 +202,61 @@ def _generate_ids(
     return samples
 
 
-def sequence_logprob(sample: Sample) -> float:
-    """Total log-probability (nats) of a sample's tokens under the distribution they were drawn from."""
-    return float(math.fsum(sample.logprobs))
+def read_prompt(model: RNNLanguageModel, ids: list[int]) -> State:
+    """One-row state after reading every prompt token but the last (which the first step reads)."""
+    device = model.head.weight.device
+    state = model.initial_state(1, device)
+    if len(ids) > 1:
+        _, state = model(torch.tensor([ids[:-1]], dtype=torch.long, device=device), state)
+    return state
+
+
+@torch.inference_mode()
+def beam_generate(
+    model: RNNLanguageModel,
+    tokenizer: Tokenizer,
+    prompt: str = "",
+    *,
+    beams: int,
+    length: int,
+    length_penalty: float = 1.0,
+    sampling: SamplingConfig | None = None,
+    unknown: str = "warn",
+) -> list[Sample]:
+    """The ``beams`` best continuations (best first); ``Sample.logprobs`` holds one entry: the score."""
+    _check_request(length, 1)
+    ids = encode_prompt(tokenizer, prompt, unknown) or [start_token(tokenizer)]
+    was_training = model.training
+    model.eval()
+    try:
+
+        def step(last: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+            logits, new_state = model(last[:, None].to(model.head.weight.device), state)
+            return logits[:, -1].cpu(), new_state
+
+        def select(state: State, rows: torch.Tensor) -> State:
+            return select_state(state, rows.to(state[0].device))
+
+        found = beam_search(
+            step,
+            select,
+            read_prompt(model, ids),
+            ids[-1],
+            width=beams,
+            length=length,
+            length_penalty=length_penalty,
+            cfg=sampling,
+            history=ids,
+        )
+    finally:
+        model.train(was_training)
+    return [
+        Sample(
+            text=tokenizer.decode(tokens),
+            seed=0,
+            tokens=tokens,
+            pieces=[tokenizer.decode([t]) for t in tokens],
+            logprobs=[score],
+        )
+        for tokens, score in found
+    ]
