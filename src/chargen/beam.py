@@ -1,27 +1,70 @@
 """Beam search: the ``width`` most likely continuations of exactly ``length`` tokens.
 
-Each step expands every beam by every token, scores ``sum log p`` and keeps the ``width`` best
-overall. The returned score is ``sum log p / length ** length_penalty`` (GNMT-style; with a
-fixed length it rescales scores, it does not reorder them). Sampling penalties, bans and
-truncation from ``cfg`` shape the candidates; the temperature does not (ranking is by the
-model's own log-probabilities, renormalised over the tokens the chain keeps).
+The model is seen through two callables, so any state-carrying model fits:
+
+- ``step(ids (B,) int64, state) -> (logits (B, V), new_state)`` reads one token per row;
+- ``select_state(state, index (B',) int64) -> state`` gathers rows (beams) of a state.
+
+Every step, each beam ``b`` with running score ``s_b`` is expanded into its ``width`` best
+candidates ``s_b + log p(x | beam b)``; the ``width`` best of all candidates become the new beams
+(the standard algorithm; with ``width >= V ** (length - 1)`` it is exhaustive, so exact).
+
+Scores. ``log p`` is the model's log-probability after the sampling penalties of ``cfg``
+(repetition, frequency and presence penalties and the no-repeat-n-gram ban, which see the
+``history`` plus the beam's own tokens): ``log_softmax`` of the penalised logits. Truncation
+(top-k, top-p, min-p, typical-p) is a *constraint*: a token it removes cannot extend the beam,
+but the kept tokens are not renormalised, so a score stays the (penalised) model's
+log-probability and beams from flat and peaked contexts compare fairly. The temperature is
+ignored (taken as 1, also for the truncations): beam search is already deterministic, and a
+temperature only rescales what it ranks. The returned score is the GNMT-style normalisation
+``sum_t log p(x_t | x_<t) / length ** length_penalty``; as every sequence has the same length
+it rescales, it does not reorder. Ties are broken towards the better-ranked beam and then the
+lower token id, so results are deterministic. Stop sequences are the caller's job.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 import torch
 
 from chargen.errors import SamplingError
-from chargen.sampling import SamplingConfig, process_logits
+from chargen.sampling import (
+    NEG_INF,
+    PENALTIES,
+    LogitsProcessor,
+    SamplingConfig,
+    apply_processors,
+    build_processors,
+)
 
 State = TypeVar("State")
 StepFn = Callable[[torch.Tensor, State], tuple[torch.Tensor, State]]
 SelectFn = Callable[[State, torch.Tensor], State]
 MAX_BEAMS = 256
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _check(width: int, length: int, length_penalty: float, last_token: int) -> None:
+    if not _is_int(width) or not 1 <= width <= MAX_BEAMS:
+        raise SamplingError(f"--beams must be an integer in [1, {MAX_BEAMS}], got {width!r}")
+    if not _is_int(length) or length < 0:
+        raise SamplingError(f"--length must be an integer >= 0, got {length!r}")
+    if (
+        not isinstance(length_penalty, numbers.Real)
+        or isinstance(length_penalty, bool)
+        or not math.isfinite(length_penalty)
+    ):
+        raise SamplingError(f"--length-penalty must be a finite number, got {length_penalty!r}")
+    if not _is_int(last_token) or last_token < 0:
+        raise SamplingError(f"the last prompt token must be a token id, got {last_token!r}")
 
 
 @torch.inference_mode()
@@ -37,32 +80,73 @@ def beam_search(
     cfg: SamplingConfig | None = None,
     history: Sequence[int] = (),
 ) -> list[tuple[list[int], float]]:
-    """Best-first list of (tokens, score) for the ``width`` best sequences found.
+    """The ``width`` best sequences of exactly ``length`` new tokens, best first, with scores.
 
-    ``step(ids (B,), state) -> (logits (B, V), state)``; ``select_state(state, rows)`` gathers
-    beams; ``state`` is the one-row state before ``last_token`` is read.
+    ``state`` is the model state (batch 1) after reading the prompt except its last token,
+    ``last_token``, which the first ``step`` reads. ``history`` is what the penalties and the
+    n-gram ban look at before the beam's own tokens (normally the whole prompt, ``last_token``
+    included). ``ids`` and ``index`` are given to ``step`` / ``select_state`` as CPU tensors (move
+    them to the model's device there); logits may come back on any device.
+
+    Each result is ``(tokens, sum log p / length ** length_penalty)`` (see the module docstring
+    for ``log p``). Fewer than ``width`` results come back when fewer sequences are possible
+    (``V ** length < width``, or truncation and bans leave fewer). ``length = 0`` gives
+    ``[([], 0.0)]``. Raises SamplingError for a width outside ``[1, MAX_BEAMS]``, a negative
+    length or a non-finite length penalty.
     """
-    if isinstance(width, bool) or not isinstance(width, int) or not 1 <= width <= MAX_BEAMS:
-        raise SamplingError(f"--beams must be an integer in [1, {MAX_BEAMS}], got {width!r}")
-    cfg = dataclasses.replace(cfg or SamplingConfig(), temperature=1.0).validate()
-    past = torch.tensor([list(history)], dtype=torch.long)
-    tokens = torch.empty((1, 0), dtype=torch.long)
-    scores = torch.zeros(1, dtype=torch.float64)
-    last = torch.tensor([last_token], dtype=torch.long)
-    for _ in range(length):
-        logits, state = step(last, state)
-        rows = tokens.shape[0]
-        context = torch.cat([past.expand(rows, -1), tokens], dim=1)
-        logprobs = process_logits(logits.float(), context, cfg).double()
+    _check(width, length, length_penalty, last_token)
+    chain = build_processors(dataclasses.replace(cfg or SamplingConfig(), temperature=1.0))
+    penalties = [p for p in chain if isinstance(p, PENALTIES)]
+    truncations = [p for p in chain if not isinstance(p, PENALTIES)]
+    if length == 0:
+        return [([], 0.0)]
+
+    past = torch.tensor(list(history), dtype=torch.long).reshape(1, -1)
+    tokens = torch.empty((1, 0), dtype=torch.long)  # (K, t): the beams' tokens so far
+    scores = torch.zeros(1, dtype=torch.float64)  # (K,): their summed log-probabilities
+    ids = torch.tensor([last_token], dtype=torch.long)
+    for t in range(length):
+        logits, state = step(ids, state)
+        beams = tokens.shape[0]
+        if logits.dim() != 2 or logits.shape[0] != beams:
+            raise ValueError(f"step must return logits ({beams}, V), got {tuple(logits.shape)}")
+        context = torch.cat([past.expand(beams, -1), tokens], dim=1)
+        logprobs = _candidate_logprobs(
+            logits.detach().cpu().double(), context, penalties, truncations
+        )
         vocab = logprobs.shape[-1]
-        total = (scores[:, None] + logprobs).reshape(-1)
-        keep = min(width, int(torch.isfinite(total).sum()))
-        best = torch.topk(total, keep, sorted=True)
-        beam = torch.div(best.indices, vocab, rounding_mode="floor")
-        token = best.indices % vocab
-        tokens = torch.cat([tokens[beam], token[:, None]], dim=1)
-        scores = best.values
-        state = select_state(state, beam)
-        last = token
-    norm = float(max(length, 1)) ** length_penalty
-    return [(tokens[i].tolist(), float(scores[i]) / norm) for i in range(tokens.shape[0])]
+        # each beam's best `per_beam` candidates, then the best `width` of them all
+        per_beam = min(width, vocab)
+        totals = scores[:, None] + logprobs
+        best, best_tokens = (
+            x[:, :per_beam] for x in torch.sort(totals, dim=-1, descending=True, stable=True)
+        )
+        flat = best.reshape(-1)
+        order = torch.sort(flat, descending=True, stable=True).indices[:width]
+        order = order[flat[order] > NEG_INF]
+        beam = torch.div(order, per_beam, rounding_mode="floor")
+        ids = best_tokens.reshape(-1)[order]
+        tokens = torch.cat([tokens[beam], ids[:, None]], dim=1)
+        scores = flat[order]
+        if t + 1 < length:
+            state = select_state(state, beam)
+    norm = float(length) ** length_penalty
+    return [
+        (row, float(score) / norm)
+        for row, score in zip(tokens.tolist(), scores.tolist(), strict=True)
+    ]
+
+
+def _candidate_logprobs(
+    logits: torch.Tensor,
+    context: torch.Tensor,
+    penalties: list[LogitsProcessor],
+    truncations: list[LogitsProcessor],
+) -> torch.Tensor:
+    """(K, V) ``log_softmax`` of the penalised logits, ``-inf`` where truncation removes a token."""
+    penalised = apply_processors(penalties, logits, context)
+    logprobs = torch.log_softmax(penalised, dim=-1)
+    if truncations:
+        kept = apply_processors(truncations, penalised, context) > NEG_INF
+        logprobs = logprobs.masked_fill(~kept, NEG_INF)
+    return logprobs

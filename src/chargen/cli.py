@@ -24,6 +24,49 @@ from chargen.errors import ChargenError, ConfigError
 # CLI flag names that differ from the dataclass field they set.
 FLAG_NAMES = {"family": "--model", "num_layers": "--layers", "window_step": "--window-step"}
 NOT_FLAGS = {"vocab_size", "source", "steps", "epochs", "minutes"}
+FLAG_HELP = {
+    "encoding": "text encoding (default utf-8; a named corpus knows its own)",
+    "errors": "undecodable bytes: strict (default), replace or ignore",
+    "lowercase": "lower-case the text, as the book does",
+    "tokenizer": "char (default) or word",
+    "max_vocab": "word tokenizer: keep the most frequent tokens plus <unk>",
+    "data_dir": "folder holding nietzsche.txt / tinyshakespeare.txt (or set CHARGEN_DATA)",
+    "family": "lstm or gru",
+    "embed_dim": "embedding size; 0 feeds one-hot vectors as the book does",
+    "hidden_size": "units per recurrent layer",
+    "num_layers": "recurrent layers",
+    "dropout": "dropout on inputs, outputs and between layers",
+    "batching": "streams (truncated BPTT, default) or windows (the book's scheme)",
+    "batch_size": "streams (or windows) per step",
+    "seq_len": "streams: tokens per step and stream (BPTT length)",
+    "maxlen": "windows: window length",
+    "window_step": "windows: distance between window starts",
+    "optimizer": "adamw, adam, rmsprop or sgd",
+    "lr": "peak learning rate",
+    "weight_decay": "AdamW weight decay on matrices",
+    "schedule": "cosine (after warm-up) or constant",
+    "warmup_steps": "steps of linear learning-rate warm-up",
+    "min_lr_ratio": "cosine floor as a fraction of --lr",
+    "grad_clip": "clip the gradient norm to this (0: off)",
+    "eval_every": "evaluate on the validation split every N steps (and at each epoch end)",
+    "eval_max_tokens": "evaluate on at most this many validation tokens",
+    "checkpoint_every": "write trainer.safetensors every N steps",
+    "val_fraction": "last fraction of the text kept for validation",
+    "seed": "random seed (weights, dropout, data order, samples)",
+    "threads": "CPU threads for torch (default: torch's choice)",
+    "device": "auto, cpu or cuda[:N]",
+    "sample_length": "characters per sample after each epoch (0: none)",
+    "sample_temperatures": "temperatures of those samples",
+    "top_k": "keep the k most likely tokens",
+    "top_p": "nucleus: keep the smallest set whose probability reaches p, in (0, 1]",
+    "min_p": "keep tokens with p >= min_p * max p, in [0, 1]",
+    "typical_p": "locally typical sampling mass, in (0, 1]",
+    "repetition_penalty": "CTRL penalty (> 1 discourages tokens in the recent window)",
+    "frequency_penalty": "subtract this times the count of a token in the window",
+    "presence_penalty": "subtract this from tokens present in the window",
+    "penalty_window": "recent tokens the penalties look at",
+    "no_repeat_ngram_size": "never repeat an n-gram of this size (0: off)",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -48,23 +91,24 @@ def _scalar_type(hint: Any) -> tuple[Any, bool]:
     return hint, False
 
 
-def add_config_flags(parser: argparse.ArgumentParser, cls: type, title: str) -> None:
+def add_config_flags(
+    parser: argparse.ArgumentParser, cls: type, title: str, skip: frozenset[str] = frozenset()
+) -> None:
     """One flag per field of dataclass ``cls``; every default is None ("not given")."""
     group = parser.add_argument_group(title)
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        if f.name in NOT_FLAGS:
+        if f.name in NOT_FLAGS or f.name in skip:
             continue
         kind, many = _scalar_type(hints[f.name])
-        flag = _flag(f.name)
+        options: dict[str, Any] = {"dest": f.name, "default": None, "help": FLAG_HELP.get(f.name)}
         if kind is bool:
-            group.add_argument(
-                flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None
-            )
-        elif many:
-            group.add_argument(flag, dest=f.name, type=kind, nargs="+", default=None, metavar="X")
+            options["action"] = argparse.BooleanOptionalAction
         else:
-            group.add_argument(flag, dest=f.name, type=kind, default=None, metavar=f.name.upper())
+            options.update(type=kind, metavar="X" if many else f.name.upper())
+            if many:
+                options["nargs"] = "+"
+        group.add_argument(_flag(f.name), **options)
 
 
 def given_fields(args: argparse.Namespace, cls: type) -> dict[str, Any]:
@@ -156,7 +200,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     configs = [SamplingConfig(temperature=t, **options).validate() for t in args.temperature]
     _, tokenizer, model = load_run(args.run_dir, args.weights)
     out = sys.stdout
-    if args.beams > 1:
+    if args.beams != 1:  # beam_search refuses a width below 1 in one line
         return _print_beams(args, model, tokenizer, configs[0])
     many = len(configs) > 1 or args.num_samples > 1
     for cfg in configs:
@@ -451,13 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--length-penalty", type=float, default=1.0, help="beam score = sum log p / length**this"
     )
-    group = p.add_argument_group("sampling")
-    hints = typing.get_type_hints(SamplingConfig)
-    for f in dataclasses.fields(SamplingConfig):
-        if f.name != "temperature":
-            group.add_argument(
-                _flag(f.name), dest=f.name, type=_scalar_type(hints[f.name])[0], default=None
-            )
+    add_config_flags(p, SamplingConfig, "sampling", skip=frozenset({"temperature"}))
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("inspect", help="the next-token distribution at several temperatures")

@@ -1,25 +1,40 @@
 """How the next token is chosen: small logits processors composed in one fixed order.
 
-Order (each a callable ``(logits (B, V), history (B, T)) -> logits``):
+Each rule is a callable ``(logits (B, V) float, history (B, T) int64) -> logits (B, V)`` with
+one job; a removed token gets ``-inf``. ``build_processors(cfg)`` returns the active rules, in
+this order:
 
-1. penalties on the raw logits: repetition (CTRL: ``l / r`` if ``l > 0`` else ``l * r``),
-   frequency (``l - f * count``) and presence (``l - p * [count > 0]``) over the last
-   ``penalty_window`` tokens, then no-repeat-n-gram bans. They describe the model's evidence,
-   so they act before the distribution is reshaped.
-2. temperature: ``l / T`` (``T = 0`` is greedy, handled by ``process_logits``).
-3. truncation on the tempered distribution: top-k, top-p, min-p, typical-p. Each keeps at
-   least the most likely token.
+1. **Penalties and bans on the raw logits**: ``RepetitionPenalty`` (CTRL), ``FrequencyPenalty``,
+   ``PresencePenalty`` (all over the last ``penalty_window`` tokens of the history), then
+   ``NoRepeatNGram`` (over the whole history). They correct the model's *evidence* for a token
+   because of what was already written, so they act before the distribution is reshaped: a
+   repetition penalty of 1.3 then means the same thing at every temperature, and a banned token
+   is gone before any truncation counts probability mass.
+2. **Temperature** ``l / T``: reshapes the corrected distribution.
+3. **Truncation** on the tempered distribution, most coarse first: ``TopK``, ``TopP``,
+   ``MinP``, ``TypicalP``. They act after the temperature (as in Hugging Face's warpers) so
+   that a nucleus of ``p = 0.9`` is 90 % of the mass actually sampled from. Each truncation
+   keeps at least one token; top-k, top-p and min-p always keep the argmax (typical-p keeps
+   the most *typical* token, see ``TypicalP``).
 
-Removed tokens get ``-inf``. ``process_logits`` returns the log-probabilities actually sampled
-from; ``select_next`` draws by inverse CDF from per-row uniforms (see ``rng.py``).
+``T = 0`` (any ``T < GREEDY_BELOW``) is greedy and no processor divides by it: the chain is
+stage 1 only, and ``process_logits`` returns a one-hot on the argmax of the penalised logits.
+Truncation is skipped because top-k, top-p and min-p always keep the argmax anyway, and the
+``T -> 0`` limit of typical-p keeps it too (a one-hot distribution has entropy 0 and its mode
+has surprisal 0), so greedy equals the limit of sampling as ``T -> 0`` for every setting.
+
+``process_logits`` returns the log-probabilities actually sampled from; ``select_next`` draws
+from them by inverse CDF with one explicit uniform per row (see ``rng.py``), so a batch of
+samples equals the same samples drawn one at a time.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -27,102 +42,130 @@ import torch
 from chargen.errors import SamplingError
 
 NEG_INF = float("-inf")
-GREEDY_BELOW = 1e-12  # a temperature below this is greedy (it would underflow float32)
+GREEDY_BELOW = 1e-12  # a temperature below this is greedy (l / T would overflow)
+MASS_TOLERANCE = 1e-12  # top-p / typical-p: a cumulative mass >= p - 1e-12 "reaches" p
+
+ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
 
 
-def reweight_distribution(original_distribution: Any, temperature: float = 0.5) -> Any:
-    """The seed's ``p' = exp(log p / T) / sum(exp(log p / T))``, without ``log(0)`` warnings.
+# --------------------------------------------------------------------------- the seed's formula
+def reweight_distribution(original_distribution: ArrayT, temperature: float = 0.5) -> ArrayT:
+    """The seed's ``p' = exp(log p / T) / sum(exp(log p / T))``, computed safely.
 
-    Zeros stay zero, ``T = 1`` returns ``p`` normalised, ``T -> 0`` (and ``T = 0``) a one-hot
-    on the first argmax. Works on NumPy arrays and torch tensors, 1-D or batched (last axis).
+    Computed as ``w = exp(log p / T - max(log p / T))`` over the entries with ``p > 0`` only, then
+    ``p' = w / sum(w)``: no ``log(0)`` and no overflow; zeros stay exactly zero. ``T = 1`` returns
+    ``p / sum(p)``. ``T = 0`` (any ``T < 1e-12``) returns a one-hot on the argmax (ties: first
+    index). For ``T > 0`` exact ties share the mass, which is the formula's value (and its limit
+    as ``T -> 0``). Works on 1-D inputs and batches (along the last axis); returns the input's
+    type (a torch tensor keeps its dtype and device; a NumPy array keeps a floating dtype, other
+    inputs give float64).
+
+    Raises SamplingError for ``T < 0``, NaN or infinite ``T``, negative or non-finite
+    probabilities, an empty input, or a row of zeros.
     """
     _check_temperature(temperature)
     if isinstance(original_distribution, torch.Tensor):
-        out = reweight_distribution(
-            original_distribution.detach().cpu().double().numpy(), temperature
-        )
-        return torch.from_numpy(out).to(original_distribution.dtype)
+        source = original_distribution.detach()
+        out = reweight_distribution(source.cpu().double().numpy(), temperature)
+        dtype = source.dtype if source.dtype.is_floating_point else torch.float64
+        return torch.from_numpy(out).to(device=source.device, dtype=dtype)
     p = np.asarray(original_distribution, dtype=np.float64)
-    if p.size == 0 or not np.all(np.isfinite(p)) or np.any(p < 0):
+    if p.ndim == 0 or p.shape[-1] == 0:
+        raise SamplingError("a probability distribution needs at least one entry")
+    if not np.all(np.isfinite(p)) or np.any(p < 0):
         raise SamplingError("a probability distribution must be finite and non-negative")
-    total = p.sum(axis=-1, keepdims=True)
-    if np.any(total <= 0):
+    positive = p > 0
+    if not np.all(positive.any(axis=-1)):
         raise SamplingError("a probability distribution must not be all zeros")
     if temperature < GREEDY_BELOW:
-        one_hot = np.zeros_like(p)
-        np.put_along_axis(one_hot, np.argmax(p, axis=-1)[..., None], 1.0, axis=-1)
-        return one_hot
-    positive = p > 0
-    logp = np.where(positive, np.log(np.where(positive, p, 1.0)), -np.inf) / temperature
-    logp = logp - logp.max(axis=-1, keepdims=True)
-    with np.errstate(under="ignore"):  # tiny weights rounding to 0 are the intended result
-        weights = np.where(positive, np.exp(np.where(positive, logp, 0.0)), 0.0)
-    return weights / weights.sum(axis=-1, keepdims=True)
+        out = np.zeros_like(p)
+        np.put_along_axis(out, np.argmax(p, axis=-1)[..., None], 1.0, axis=-1)
+    elif temperature == 1:
+        scaled = p / p.max(axis=-1, keepdims=True)  # max first: the sum cannot overflow
+        out = scaled / scaled.sum(axis=-1, keepdims=True)
+    else:
+        logp = np.log(p, out=np.full_like(p, -np.inf), where=positive) / temperature
+        logp -= logp.max(axis=-1, keepdims=True)
+        with np.errstate(under="ignore"):  # weights far below the max rounding to 0 is intended
+            weights = np.exp(logp, out=np.zeros_like(p), where=positive)
+        out = weights / weights.sum(axis=-1, keepdims=True)
+    if isinstance(original_distribution, np.ndarray) and original_distribution.dtype.kind == "f":
+        return out.astype(original_distribution.dtype, copy=False)
+    return out
 
 
-def _check_temperature(temperature: float) -> None:
-    if (
-        not isinstance(temperature, (int, float))
-        or math.isnan(temperature)
-        or temperature < 0
-        or math.isinf(temperature)
-    ):
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _check_temperature(temperature: Any) -> None:
+    if not _is_real(temperature) or not math.isfinite(temperature) or temperature < 0:
         raise SamplingError(f"--temperature must be a finite number >= 0, got {temperature!r}")
 
 
+# --------------------------------------------------------------------------- configuration
 @dataclass
 class SamplingConfig:
-    """Every knob of the sampling chain; names match the CLI flags and the HTTP API."""
+    """Every knob of the sampling chain; field ``x_y`` is the CLI flag ``--x-y``.
 
-    temperature: float = 1.0
-    top_k: int | None = None
-    top_p: float | None = None
-    min_p: float | None = None
-    typical_p: float | None = None
-    repetition_penalty: float = 1.0
-    frequency_penalty: float = 0.0
-    presence_penalty: float = 0.0
-    penalty_window: int = 64
-    no_repeat_ngram_size: int = 0
+    ``temperature`` 0 is greedy. ``None`` (or 1.0 for top-p / typical-p, 0 for min-p) switches a
+    truncation off; 1.0 switches the repetition penalty off and 0 the other penalties and the
+    n-gram ban.
+    """
+
+    temperature: float = 1.0  # >= 0; 0 = greedy
+    top_k: int | None = None  # >= 1
+    top_p: float | None = None  # in (0, 1]
+    min_p: float | None = None  # in [0, 1]
+    typical_p: float | None = None  # in (0, 1]
+    repetition_penalty: float = 1.0  # > 0 (CTRL: positive logits / r, negative * r)
+    frequency_penalty: float = 0.0  # logit -= f * count(token in window)
+    presence_penalty: float = 0.0  # logit -= p * [token in window]
+    penalty_window: int = 64  # >= 1: how many recent tokens the penalties look at
+    no_repeat_ngram_size: int = 0  # >= 0; 0 = off
 
     def validate(self) -> SamplingConfig:
-        """Raise SamplingError (one line naming the flag) on a value out of range; return self."""
+        """Raise SamplingError (one line naming the CLI flag) on a value out of range; return self."""
         _check_temperature(self.temperature)
-        if self.top_k is not None and (
-            isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 1
-        ):
+        if self.top_k is not None and (not _is_int(self.top_k) or self.top_k < 1):
             raise SamplingError(f"--top-k must be an integer >= 1, got {self.top_k!r}")
         _check_unit("--top-p", self.top_p, low_open=True)
         _check_unit("--min-p", self.min_p, low_open=False)
         _check_unit("--typical-p", self.typical_p, low_open=True)
-        if not _finite(self.repetition_penalty) or self.repetition_penalty <= 0:
-            raise SamplingError(
-                f"--repetition-penalty must be > 0, got {self.repetition_penalty!r}"
-            )
+        r = self.repetition_penalty
+        if not _is_real(r) or not math.isfinite(r) or r <= 0:
+            raise SamplingError(f"--repetition-penalty must be a finite number > 0, got {r!r}")
         for flag, value in (
             ("--frequency-penalty", self.frequency_penalty),
             ("--presence-penalty", self.presence_penalty),
         ):
-            if not _finite(value):
+            if not _is_real(value) or not math.isfinite(value):
                 raise SamplingError(f"{flag} must be a finite number, got {value!r}")
-        if (
-            isinstance(self.penalty_window, bool)
-            or not isinstance(self.penalty_window, int)
-            or self.penalty_window < 1
-        ):
+        if not _is_int(self.penalty_window) or self.penalty_window < 1:
             raise SamplingError(
                 f"--penalty-window must be an integer >= 1, got {self.penalty_window!r}"
             )
         n = self.no_repeat_ngram_size
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        if not _is_int(n) or n < 0:
             raise SamplingError(f"--no-repeat-ngram-size must be an integer >= 0, got {n!r}")
         return self
 
+    @property
+    def greedy(self) -> bool:
+        """``True`` when the temperature means greedy decoding (``T < GREEDY_BELOW``)."""
+        return self.temperature < GREEDY_BELOW
+
     def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of every field."""
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SamplingConfig:
+        """Inverse of ``to_dict`` (missing keys take their defaults); validated."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
@@ -130,96 +173,102 @@ class SamplingConfig:
         return cls(**data).validate()
 
 
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _check_unit(flag: str, value: float | None, *, low_open: bool) -> None:
+def _check_unit(flag: str, value: Any, *, low_open: bool) -> None:
     if value is None:
         return
-    ok = _finite(value) and (value > 0 if low_open else value >= 0) and value <= 1
+    ok = _is_real(value) and (value > 0 if low_open else value >= 0) and value <= 1
     if not ok:
         interval = "(0, 1]" if low_open else "[0, 1]"
         raise SamplingError(f"{flag} must be in {interval}, got {value!r}")
 
 
+# --------------------------------------------------------------------------- processors
 class LogitsProcessor(Protocol):
+    """``(logits (B, V) float, history (B, T) int64) -> logits (B, V)``; removed tokens ``-inf``."""
+
     def __call__(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor: ...
 
 
-def _window_counts(history: torch.Tensor, vocab: int, window: int) -> torch.Tensor:
-    """(B, V) counts of each token among the last ``window`` tokens of each row."""
-    recent = history[:, -window:]
-    counts = torch.zeros((history.shape[0], vocab), dtype=torch.float32, device=history.device)
+def _window_counts(history: torch.Tensor, logits: torch.Tensor, window: int) -> torch.Tensor:
+    """(B, V) counts, in the logits' dtype, of each token among each row's last ``window`` tokens."""
+    recent = history[:, -window:].to(device=logits.device, dtype=torch.long)
+    counts = torch.zeros_like(logits)
     if recent.numel():
-        counts.scatter_add_(1, recent, torch.ones_like(recent, dtype=torch.float32))
+        counts.scatter_add_(1, recent, torch.ones_like(recent, dtype=logits.dtype))
     return counts
 
 
 @dataclass
 class RepetitionPenalty:
-    """CTRL penalty for tokens in the window: ``l / r`` where ``l > 0``, else ``l * r``."""
+    """CTRL (Keskar et al. 2019) for tokens in the window: ``l / r`` if ``l > 0`` else ``l * r``.
+
+    ``r > 1`` makes a recent token less likely whatever the sign of its logit.
+    """
 
     penalty: float
     window: int = 64
 
     def __call__(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
-        seen = _window_counts(history, logits.shape[-1], self.window) > 0
+        seen = _window_counts(history, logits, self.window) > 0
         penalised = torch.where(logits > 0, logits / self.penalty, logits * self.penalty)
         return torch.where(seen, penalised, logits)
 
 
 @dataclass
 class FrequencyPenalty:
-    """``l - f * count(token in window)``."""
+    """``l - f * count(token in window)`` (OpenAI's frequency penalty)."""
 
     penalty: float
     window: int = 64
 
     def __call__(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
-        return logits - self.penalty * _window_counts(history, logits.shape[-1], self.window)
+        return logits - self.penalty * _window_counts(history, logits, self.window)
 
 
 @dataclass
 class PresencePenalty:
-    """``l - p * [token in window]``."""
+    """``l - p * [count(token in window) > 0]`` (OpenAI's presence penalty)."""
 
     penalty: float
     window: int = 64
 
     def __call__(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
-        seen = (_window_counts(history, logits.shape[-1], self.window) > 0).float()
+        seen = (_window_counts(history, logits, self.window) > 0).to(logits.dtype)
         return logits - self.penalty * seen
 
 
 @dataclass
 class NoRepeatNGram:
-    """Bans every token that would complete an n-gram already present in the row's history."""
+    """Bans (``-inf``) every token ``x`` such that ``history[-(n-1):] + [x]`` already occurs in the row.
+
+    The whole history counts (prompt included). ``n = 1`` bans every token seen. If every token
+    of a row would be banned, that row keeps its argmax so something can still be chosen.
+    """
 
     n: int
 
     def __call__(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
-        if history.shape[1] < self.n or self.n < 1:
+        n, length = self.n, history.shape[1]
+        if n < 1 or length < n:
             return logits
-        out = logits.clone()
-        rows = history.tolist()
-        for b, row in enumerate(rows):
-            prefix = tuple(row[len(row) - self.n + 1 :]) if self.n > 1 else ()
-            banned = {
-                row[i + self.n - 1]
-                for i in range(len(row) - self.n + 1)
-                if tuple(row[i : i + self.n - 1]) == prefix
-            }
-            if banned:
-                out[b, list(banned)] = NEG_INF
-        return _keep_one(out, logits)
+        hist = history.to(device=logits.device, dtype=torch.long)
+        grams = hist.unfold(1, n, 1)  # (B, length - n + 1, n): every n-gram of each row
+        if n > 1:
+            prefix = hist[:, length - n + 1 :]  # (B, n - 1): what the next token would extend
+            match = (grams[:, :, :-1] == prefix[:, None, :]).all(dim=-1)
+        else:
+            match = torch.ones(grams.shape[:2], dtype=torch.bool, device=logits.device)
+        hits = torch.zeros(logits.shape, dtype=torch.long, device=logits.device)
+        hits.scatter_add_(1, grams[:, :, -1], match.long())
+        return _keep_one(logits.masked_fill(hits > 0, NEG_INF), logits)
 
 
 @dataclass
 class Temperature:
-    """``(l - max l) / T`` for ``T > 0`` (the shift leaves softmax unchanged and avoids inf - inf).
+    """``(l - max l) / T`` for ``T > 0``: ``softmax`` of it is ``softmax(l / T)``.
 
-    Below 1 it sharpens the distribution, above 1 it flattens it.
+    The shift changes no probability and keeps ``l / T`` finite for tiny ``T``. ``T < 1``
+    sharpens the distribution, ``T > 1`` flattens it.
     """
 
     temperature: float
@@ -230,37 +279,61 @@ class Temperature:
 
 @dataclass
 class TopK:
-    """Keeps the ``k`` largest logits; among equal values the lower token id wins (exactly k kept)."""
+    """Keeps the ``k`` largest logits (all of them if ``k >= V``), ``-inf`` elsewhere.
+
+    Ties: exactly ``k`` tokens are kept; among equal logits the lower token id wins (a stable
+    descending sort), so the result never depends on the sort kernel.
+    """
 
     k: int
 
     def __call__(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         k = min(self.k, logits.shape[-1])
-        # stable descending sort: ties keep id order, so exactly k survive
         order = torch.sort(logits, dim=-1, descending=True, stable=True).indices[:, :k]
         keep = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, order, True)
         return logits.masked_fill(~keep, NEG_INF)
 
 
+def _keep_prefix_reaching(probs: torch.Tensor, order: torch.Tensor, mass: float) -> torch.Tensor:
+    """Mask of the shortest prefix of ``order`` (per row) whose probability reaches ``mass``.
+
+    Token ``order[j]`` is kept iff the mass ranked before it is ``< mass - MASS_TOLERANCE``;
+    the first token is always kept.
+    """
+    ranked = probs.gather(1, order)
+    cumulative = torch.cumsum(ranked, dim=-1)
+    before = torch.cat([torch.zeros_like(cumulative[:, :1]), cumulative[:, :-1]], dim=-1)
+    keep_ranked = before < mass - MASS_TOLERANCE
+    keep_ranked[:, 0] = True
+    return torch.zeros_like(keep_ranked).scatter_(1, order, keep_ranked)
+
+
 @dataclass
 class TopP:
-    """Nucleus: the smallest set of most likely tokens whose probability mass reaches ``p``."""
+    """Nucleus (Holtzman et al. 2020): the smallest set of most likely tokens with mass ``>= p``.
+
+    Tokens are ranked by probability (ties: lower id first) and kept until their cumulative
+    probability (float64) reaches ``p - 1e-12`` (the tolerance absorbs rounding in the sum).
+    The most likely token is always kept; ``p = 1`` keeps everything.
+    """
 
     p: float
 
     def __call__(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        if self.p >= 1.0:
+            return logits
         probs = torch.softmax(logits.double(), dim=-1)
-        sorted_p, order = torch.sort(probs, dim=-1, descending=True, stable=True)
-        before = torch.cumsum(sorted_p, dim=-1) - sorted_p  # mass of the tokens ranked above
-        keep_sorted = before < self.p - 1e-12
-        keep_sorted[:, 0] = True
-        keep = torch.zeros_like(keep_sorted).scatter_(1, order, keep_sorted)
-        return logits.masked_fill(~keep, NEG_INF)
+        order = torch.sort(probs, dim=-1, descending=True, stable=True).indices
+        return logits.masked_fill(~_keep_prefix_reaching(probs, order, self.p), NEG_INF)
 
 
 @dataclass
 class MinP:
-    """Keeps tokens with ``p >= min_p * max p``."""
+    """Keeps the tokens with ``p >= min_p * max p`` (probabilities in float64).
+
+    The argmax always passes; ``min_p = 0`` keeps everything, ``min_p = 1`` the argmax and its
+    exact ties.
+    """
 
     min_p: float
 
@@ -272,60 +345,93 @@ class MinP:
 
 @dataclass
 class TypicalP:
-    """Locally typical sampling: tokens ranked by ``|-log p - H|``, kept until their mass reaches ``p``."""
+    """Locally typical sampling (Meister et al. 2023), as in Hugging Face's ``TypicalLogitsWarper``.
+
+    With ``H = -sum p log p``, tokens are ranked by ``|-log p - H|`` (closest to the entropy
+    first; ties: lower id first) and kept until their cumulative probability reaches ``p``
+    (``>= p - 1e-12``). The most typical token is always kept; it need not be the argmax
+    (that is the method: in a flat distribution the mode can be atypical). ``p = 1`` keeps all.
+    """
 
     p: float
 
     def __call__(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        if self.p >= 1.0:
+            return logits
         logp = torch.log_softmax(logits.double(), dim=-1)
         probs = logp.exp()
-        ent = -(probs * torch.nan_to_num(logp, neginf=0.0)).sum(dim=-1, keepdim=True)
-        shift = (-logp - ent).abs()
+        ent = -(probs * _zero_where_neg_inf(logp)).sum(dim=-1, keepdim=True)
+        shift = (-logp - ent).abs()  # +inf for removed tokens: ranked last
         order = torch.sort(shift, dim=-1, stable=True).indices
-        sorted_p = probs.gather(1, order)
-        before = torch.cumsum(sorted_p, dim=-1) - sorted_p
-        keep_sorted = before < self.p - 1e-12
-        keep_sorted[:, 0] = True
-        keep = torch.zeros_like(keep_sorted).scatter_(1, order, keep_sorted)
-        return _keep_one(logits.masked_fill(~keep, NEG_INF), logits)
+        return logits.masked_fill(~_keep_prefix_reaching(probs, order, self.p), NEG_INF)
+
+
+def _zero_where_neg_inf(logp: torch.Tensor) -> torch.Tensor:
+    return torch.where(logp == NEG_INF, torch.zeros_like(logp), logp)
 
 
 def _keep_one(processed: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
-    """Where a row lost every token, restore its argmax so something can still be drawn."""
-    empty = (
-        torch.isinf(processed).all(dim=-1)
-        if processed.numel()
-        else torch.zeros(0, dtype=torch.bool)
-    )
-    if empty.any():
-        best = original.argmax(dim=-1)
-        rows = empty.nonzero()[:, 0]
-        processed[rows, best[rows]] = original[rows, best[rows]]
-    return processed
+    """Where a row lost every token, restore its argmax in ``original`` so one can be chosen."""
+    empty = (processed == NEG_INF).all(dim=-1, keepdim=True)
+    if not bool(empty.any()):
+        return processed
+    best = torch.zeros_like(processed, dtype=torch.bool)
+    best.scatter_(1, original.argmax(dim=-1, keepdim=True), True)
+    return torch.where(best & empty, original, processed)
+
+
+PENALTIES = (RepetitionPenalty, FrequencyPenalty, PresencePenalty, NoRepeatNGram)
+"""The processors of stage 1 (they act on the raw logits, before the temperature)."""
 
 
 def build_processors(cfg: SamplingConfig) -> list[LogitsProcessor]:
-    """The active processors of ``cfg`` in the documented order."""
+    """The active processors of ``cfg`` (validated) in the module's order.
+
+    Inactive settings add nothing: ``repetition_penalty = 1``, zero penalties,
+    ``no_repeat_ngram_size = 0``, ``T = 1``, ``top_k = None``, ``top_p`` / ``typical_p`` ``None``
+    or 1, ``min_p`` ``None`` or 0. With ``T = 0`` (greedy) only stage 1 is returned.
+    """
+    cfg.validate()
     chain: list[LogitsProcessor] = []
+    window = cfg.penalty_window
     if cfg.repetition_penalty != 1.0:
-        chain.append(RepetitionPenalty(cfg.repetition_penalty, cfg.penalty_window))
-    if cfg.frequency_penalty:
-        chain.append(FrequencyPenalty(cfg.frequency_penalty, cfg.penalty_window))
-    if cfg.presence_penalty:
-        chain.append(PresencePenalty(cfg.presence_penalty, cfg.penalty_window))
-    if cfg.no_repeat_ngram_size:
+        chain.append(RepetitionPenalty(cfg.repetition_penalty, window))
+    if cfg.frequency_penalty != 0.0:
+        chain.append(FrequencyPenalty(cfg.frequency_penalty, window))
+    if cfg.presence_penalty != 0.0:
+        chain.append(PresencePenalty(cfg.presence_penalty, window))
+    if cfg.no_repeat_ngram_size > 0:
         chain.append(NoRepeatNGram(cfg.no_repeat_ngram_size))
-    if cfg.temperature >= GREEDY_BELOW and cfg.temperature != 1.0:
+    if cfg.greedy:
+        return chain
+    if cfg.temperature != 1.0:
         chain.append(Temperature(cfg.temperature))
     if cfg.top_k is not None:
         chain.append(TopK(cfg.top_k))
     if cfg.top_p is not None and cfg.top_p < 1.0:
         chain.append(TopP(cfg.top_p))
-    if cfg.min_p:
+    if cfg.min_p is not None and cfg.min_p > 0.0:
         chain.append(MinP(cfg.min_p))
     if cfg.typical_p is not None and cfg.typical_p < 1.0:
         chain.append(TypicalP(cfg.typical_p))
     return chain
+
+
+def apply_processors(
+    processors: list[LogitsProcessor], logits: torch.Tensor, history: torch.Tensor
+) -> torch.Tensor:
+    """``logits`` passed through each processor in turn."""
+    for processor in processors:
+        logits = processor(logits, history)
+    return logits
+
+
+def _check_shapes(logits: torch.Tensor, history: torch.Tensor) -> None:
+    if logits.dim() != 2 or history.dim() != 2 or history.shape[0] != logits.shape[0]:
+        raise ValueError(
+            f"expected logits (B, V) and history (B, T), got {tuple(logits.shape)} "
+            f"and {tuple(history.shape)}"
+        )
 
 
 def process_logits(
@@ -333,42 +439,38 @@ def process_logits(
 ) -> torch.Tensor:
     """Log-probabilities (B, V) of the distribution actually sampled from.
 
-    ``T = 0`` (any ``T < 1e-12``) is greedy: 0 at the argmax of the processed logits, ``-inf``
-    elsewhere.
+    ``log_softmax`` of the logits after ``build_processors(cfg)``; for ``T = 0`` a one-hot in
+    log space (0 at the argmax of the penalised logits, first index on ties; ``-inf`` elsewhere).
     """
-    for processor in build_processors(cfg):
-        logits = processor(logits, history)
-    if cfg.temperature < GREEDY_BELOW:
+    _check_shapes(logits, history)
+    logits = apply_processors(build_processors(cfg), logits, history)
+    if cfg.greedy:
         greedy = torch.full_like(logits, NEG_INF)
-        greedy.scatter_(1, logits.argmax(dim=-1, keepdim=True), 0.0)
-        return greedy
+        return greedy.scatter_(1, logits.argmax(dim=-1, keepdim=True), 0.0)
     return torch.log_softmax(logits, dim=-1)
 
 
+# --------------------------------------------------------------------------- drawing
 def select_next(logprobs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
-    """Inverse-CDF draw: per row, the first index whose cumulative probability exceeds ``u``.
+    """Inverse-CDF draw (B,) int64: per row, the first index whose cumulative probability exceeds ``u``.
 
-    Never returns a zero-probability token: a ``u`` past the rounded total lands on the last
-    token with non-zero probability.
+    With ``c_i = sum_{j <= i} exp(logprobs_j)`` in float64, the result is the first ``i`` with
+    ``c_i > u * c_{V-1}`` (``u`` is scaled by the row's total so that rounding in the
+    normalisation cannot bias the draw; ``u < 0`` counts as 0). A zero-probability token is
+    never returned: its ``c_i`` equals ``c_{i-1}``, so it is never the *first* to exceed, and a
+    ``u`` at or past the rounded total lands on the last token with non-zero probability.
     """
-    probs = logprobs.double().exp()
+    probs = logprobs.detach().double().exp()
+    if probs.dim() != 2 or not bool((probs > 0).any(dim=-1).all()):
+        raise ValueError("select_next needs (B, V) log-probabilities with a live token per row")
     cdf = torch.cumsum(probs, dim=-1)
-    u = uniforms.to(cdf.device, torch.float64)[:, None] * cdf[:, -1:]
-    idx = torch.searchsorted(cdf, u, right=True)[:, 0]
-    nonzero = probs > 0
-    last = nonzero.shape[-1] - 1 - torch.flip(nonzero, dims=[-1]).int().argmax(dim=-1)
-    idx = torch.minimum(idx, last)
-    # a zero-probability token can only be hit through a flat cdf segment: move to the next live one
-    bad = ~nonzero.gather(1, idx[:, None])[:, 0]
-    if bad.any():
-        for row in bad.nonzero()[:, 0].tolist():
-            live = nonzero[row].nonzero()[:, 0]
-            after = live[live >= idx[row]]
-            idx[row] = after[0] if len(after) else live[-1]
-    return idx
+    u = uniforms.to(device=cdf.device, dtype=torch.float64).reshape(-1, 1).clamp(min=0.0)
+    idx = torch.searchsorted(cdf, u * cdf[:, -1:], right=True)[:, 0]
+    positions = torch.arange(probs.shape[-1], device=probs.device)
+    last_live = torch.where(probs > 0, positions, -1).amax(dim=-1)
+    return torch.minimum(idx, last_live)
 
 
 def entropy(logprobs: torch.Tensor) -> torch.Tensor:
-    """Entropy in nats per row, with ``0 * log 0 = 0``."""
-    probs = logprobs.exp()
-    return -(probs * torch.nan_to_num(logprobs, neginf=0.0)).sum(dim=-1)
+    """``H = -sum p log p`` in nats per row (B,), with ``0 * log 0 = 0``."""
+    return -(logprobs.exp() * _zero_where_neg_inf(logprobs)).sum(dim=-1)
