@@ -113,6 +113,7 @@ def prepare_run_dir(path: str | os.PathLike[str], *, resume: bool, overwrite: bo
     """``check_run_dir``, then create the folder; with ``overwrite`` only chargen's own files go."""
     run = check_run_dir(path, resume=resume, overwrite=overwrite)
     if resume:
+        remove_stale_temporaries(run)
         return run
     try:
         run.mkdir(parents=True, exist_ok=True)
@@ -125,6 +126,14 @@ def prepare_run_dir(path: str | os.PathLike[str], *, resume: bool, overwrite: bo
         for name in RUN_FILES:
             (run / name).unlink(missing_ok=True)
     return run
+
+
+def remove_stale_temporaries(run: Path) -> list[Path]:
+    """Delete half-written temporaries of chargen's files left by a killed process."""
+    stale = [p for name in RUN_FILES for p in run.glob(f".{name}.*.tmp")]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def save_config(run: Path, config: RunConfig) -> None:

@@ -48,6 +48,7 @@ FLAG_HELP = {
     "warmup_steps": "steps of linear learning-rate warm-up",
     "min_lr_ratio": "cosine floor as a fraction of --lr",
     "grad_clip": "clip the gradient norm to this (0: off)",
+    "on_nan": "a NaN/inf loss: stop (keep the last good checkpoint) or skip the batch and halve the lr",
     "eval_every": "evaluate on the validation split every N steps (and at each epoch end)",
     "eval_max_tokens": "evaluate on at most this many validation tokens",
     "checkpoint_every": "write trainer.safetensors every N steps",
@@ -151,16 +152,20 @@ def cmd_train(args: argparse.Namespace) -> int:
             **given_fields(args, DataConfig),
         }
         changed.pop("data_dir", None)
+        runtime = {k: changed.pop(k) for k in ("threads", "device") if k in changed}
         if changed or args.preset:
             names = ", ".join(_flag(n) for n in sorted(changed)) or "--preset"
             raise ConfigError(
-                f"cannot change {names} when resuming; only the budget (--steps/--epochs/--minutes) may change"
+                f"cannot change {names} when resuming; only the budget (--steps/--epochs/--minutes), "
+                "--threads and --device may change"
             )
         run = prepare_run_dir(args.out, resume=True, overwrite=False)
         stored = load_config(run).data.source
         if args.source is not None and args.source != stored:
             raise ConfigError(f"{run} was trained on {stored!r}, not {args.source!r}")
-        result = resume_run(run, budget=budget or None, data_dir=args.data_dir, reporter=reporter)
+        result = resume_run(
+            run, budget=budget or None, data_dir=args.data_dir, runtime=runtime, reporter=reporter
+        )
     else:
         if args.source is None:
             raise ConfigError(

@@ -90,6 +90,7 @@ class TrainConfig:
     warmup_steps: int = 50
     min_lr_ratio: float = 0.1
     grad_clip: float = 1.0
+    on_nan: str = "stop"
     steps: int | None = None
     epochs: float | None = None
     minutes: float | None = None
@@ -126,6 +127,8 @@ class TrainConfig:
         _check_int(self.warmup_steps, "--warmup-steps", low=0)
         _check_float(self.min_lr_ratio, "--min-lr-ratio", low=0.0, high=1.0)
         _check_float(self.grad_clip, "--grad-clip", low=0.0)
+        if self.on_nan not in ("stop", "skip"):
+            raise ConfigError(f"--on-nan must be stop or skip, got {self.on_nan!r}")
         if self.steps is not None:
             _check_int(self.steps, "--steps", low=1)
         if self.epochs is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import signal
 import threading
 import time
@@ -209,6 +210,10 @@ class Trainer:
         self.best_val: float | None = None
         self.last_val: EvalResult | None = None
         self.carry: tuple[torch.Tensor, ...] | None = None
+        # testing aid: seconds to sleep after each step, so a test can interrupt a tiny run mid-way
+        self._step_delay = float(os.environ.get("CHARGEN_TEST_STEP_DELAY") or 0.0)
+        self.lr_scale = 1.0  # halved at each skipped non-finite step (--on-nan skip)
+        self.nan_skips = 0
         self.seed_start = int(
             np.random.default_rng(self.tc.seed).integers(
                 0, max(1, len(self.train_ids) - SEED_TEXT_CHARS)
@@ -224,6 +229,8 @@ class Trainer:
             "elapsed": self.elapsed,
             "tokens_seen": self.tokens_seen,
             "best_val": self.best_val,
+            "lr_scale": self.lr_scale,
+            "nan_skips": self.nan_skips,
             "corpus_sha256": self.corpus_sha,
             "batch_size": self.batches.batch_size,
         }
@@ -258,6 +265,8 @@ class Trainer:
         self.elapsed = float(meta["elapsed"])
         self.tokens_seen = int(meta["tokens_seen"])
         self.best_val = meta.get("best_val")
+        self.lr_scale = float(meta.get("lr_scale", 1.0))
+        self.nan_skips = int(meta.get("nan_skips", 0))
         carry = [saved.extra[k] for k in sorted(saved.extra) if k.startswith("carry.")]
         self.carry = tuple(c.to(self.device) for c in carry) or None
         self.metrics.truncate_after(self.step)
@@ -273,19 +282,39 @@ class Trainer:
             logits, state = self.model(x, detach_state(self.carry))
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
         value = float(loss.detach())
-        if not math.isfinite(value):
-            raise TrainingError(
-                f"loss became {value} at step {self.step + 1}; stopped, the last good checkpoint "
-                f"(step {self._last_saved}) is kept; try a lower --lr or --grad-clip 1"
-            )
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.tc.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tc.grad_clip)
+        if math.isfinite(value):
+            loss.backward()
+            limit = self.tc.grad_clip if self.tc.grad_clip > 0 else float("inf")
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), limit))
+        if not math.isfinite(value) or not math.isfinite(grad_norm):
+            return self._non_finite(value if not math.isfinite(value) else grad_norm)
         self.optimizer.step()
         if not windows:
             self.carry = detach_state(state)
+        self._consecutive_skips = 0
         return value
+
+    _consecutive_skips = 0
+    MAX_CONSECUTIVE_SKIPS = 10
+
+    def _non_finite(self, value: float) -> float:
+        """A NaN / inf loss or gradient: stop (default) or skip the batch and halve the learning rate."""
+        where = f"at step {self.step + 1}"
+        if self.tc.on_nan == "skip" and self._consecutive_skips < self.MAX_CONSECUTIVE_SKIPS:
+            self.optimizer.zero_grad(set_to_none=True)
+            self._consecutive_skips += 1
+            self.nan_skips += 1
+            self.lr_scale *= 0.5
+            self.carry = None
+            self.reporter.message(
+                f"non-finite loss or gradient ({value}) {where}: batch skipped, learning rate halved"
+            )
+            return float("nan")
+        raise TrainingError(
+            f"loss or gradient became {value} {where}; stopped, the last good checkpoint "
+            f"(step {self._last_saved}) is kept; try a lower --lr, --grad-clip 1 or --on-nan skip"
+        )
 
     def evaluate(self) -> EvalResult:
         if self.tc.batching == "windows":
@@ -402,14 +431,17 @@ class Trainer:
                         self.tc, self.step, self.budget.fraction(self.step, self.elapsed)
                     )
                     for group in self.optimizer.param_groups:
-                        group["lr"] = self.tc.lr * scale
+                        group["lr"] = self.tc.lr * scale * self.lr_scale
                     last_loss = self.train_step(x, y)
                     self.step += 1
                     self.step_in_epoch += 1
+                    if self._step_delay:
+                        time.sleep(self._step_delay)
                     self.tokens_seen += y.numel()
                     speed_tokens += self.batches.tokens_per_step
-                    window_loss += last_loss
-                    window_steps += 1
+                    if math.isfinite(last_loss):  # a skipped batch (--on-nan skip) has no loss
+                        window_loss += last_loss
+                        window_steps += 1
                     self.elapsed = time.perf_counter() - clock
                     now = time.perf_counter()
                     if now - speed_t > 0.5:
@@ -430,12 +462,12 @@ class Trainer:
                                 "step": self.step,
                                 "epoch": self.epoch_float(),
                                 "elapsed": round(self.elapsed, 3),
-                                "loss": window_loss / window_steps,
+                                "loss": window_loss / max(window_steps, 1),
                                 "lr": self.optimizer.param_groups[0]["lr"],
                                 "chars_per_s": chars_per_s,
                             }
                         )
-                        train_avg = window_loss / window_steps
+                        train_avg = window_loss / max(window_steps, 1)
                         window_loss, window_steps = 0.0, 0
                     else:
                         train_avg = last_loss
@@ -538,10 +570,15 @@ def resume_run(
     *,
     budget: dict[str, Any] | None = None,
     data_dir: str | None = None,
+    runtime: dict[str, Any] | None = None,
     reporter: Reporter | None = None,
     stop_at_step: int | None = None,
 ) -> TrainResult:
-    """Continue the run in ``out``; ``budget`` may replace its steps / epochs / minutes."""
+    """Continue the run in ``out``.
+
+    ``budget`` may replace its steps / epochs / minutes; ``runtime`` its threads / device
+    (settings of this process, not of the run, so they are not saved).
+    """
     run = ckpt.prepare_run_dir(out, resume=True, overwrite=False)
     config = ckpt.load_config(run)
     tokenizer = load_tokenizer(run / ckpt.TOKENIZER)
@@ -552,8 +589,13 @@ def resume_run(
         config = ckpt.RunConfig(config.model, train, config.data)
     data = replace(config.data, data_dir=data_dir) if data_dir else config.data
     _, ids, sha = _encode_corpus(data, tokenizer, progress=reporter is not None)
+    stored = config
+    if runtime:
+        config = ckpt.RunConfig(
+            config.model, replace(config.train, **runtime).validate(), config.data
+        )
     trainer = Trainer(run, config, tokenizer, ids, sha, reporter)
     trainer.restore()
-    if budget:
-        ckpt.save_config(run, config)
+    if budget:  # written only once the old state has loaded: a refused resume changes nothing
+        ckpt.save_config(run, stored)
     return trainer.fit(stop_at_step)
