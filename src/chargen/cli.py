@@ -197,8 +197,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from chargen.checkpoint import load_run
-    from chargen.generate import generate
+    from chargen.generate import check_request, generate
     from chargen.sampling import SamplingConfig
+
+    check_request(args.length, args.num_samples)
 
     options = given_fields(args, SamplingConfig)
     options.pop("temperature", None)

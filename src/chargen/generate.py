@@ -47,13 +47,16 @@ def encode_prompt(tokenizer: Tokenizer, prompt: str, unknown: str = "warn") -> l
     """
     if unknown not in ("warn", "drop", "error"):
         raise ConfigError(f"--unknown must be warn, drop or error, got {unknown!r}")
-    ids = tokenizer.encode(prompt, unknown=unknown).tolist()
-    if prompt and not ids:
+    if (
+        prompt
+        and tokenizer.unk_id is None
+        and len(tokenizer.unknown_symbols(prompt)) == len(set(tokenizer.split(prompt)))
+    ):
         raise TokenizerError(
             f"every symbol of the prompt {prompt[:40]!r} is missing from the model's vocabulary; "
             "use symbols the training text contains"
         )
-    return ids
+    return tokenizer.encode(prompt, unknown=unknown).tolist()
 
 
 def start_token(tokenizer: Tokenizer) -> int:
@@ -64,7 +67,7 @@ def start_token(tokenizer: Tokenizer) -> int:
         return 0
 
 
-def _check_request(length: int, num_samples: int) -> None:
+def check_request(length: int, num_samples: int) -> None:
     if isinstance(length, bool) or not isinstance(length, int) or not 0 <= length <= MAX_LENGTH:
         raise ConfigError(f"--length must be an integer in [0, {MAX_LENGTH}], got {length!r}")
     if (
@@ -123,7 +126,7 @@ def generate(
     could be the start of a stop sequence). Sample ``row`` uses seed ``seed + row``.
     """
     sampling = (sampling or SamplingConfig()).validate()
-    _check_request(length, num_samples)
+    check_request(length, num_samples)
     ids = encode_prompt(tokenizer, prompt, unknown)
     if not ids:
         ids = [start_token(tokenizer)]
@@ -224,7 +227,7 @@ def beam_generate(
     unknown: str = "warn",
 ) -> list[Sample]:
     """The ``beams`` best continuations (best first); ``Sample.logprobs`` holds one entry: the score."""
-    _check_request(length, 1)
+    check_request(length, 1)
     ids = encode_prompt(tokenizer, prompt, unknown) or [start_token(tokenizer)]
     was_training = model.training
     model.eval()
