@@ -49,6 +49,7 @@ class NamedCorpus:
     sha256: str | None = None
     filename: str | None = None
     build: Callable[[], tuple[str, tuple[str, ...]]] | None = None
+    list_files: Callable[[], list[Path]] | None = None  # offline files, undecodable ones skipped
 
 
 def _python_docs() -> tuple[str, tuple[str, ...]]:
@@ -69,19 +70,6 @@ def _stdlib_files() -> list[Path]:
     )
 
 
-def _python_stdlib() -> tuple[str, tuple[str, ...]]:
-    parts: list[str] = []
-    used: list[str] = []
-    for path in _stdlib_files():
-        try:
-            text = path.read_bytes().decode("utf-8")
-        except (OSError, UnicodeDecodeError):
-            continue
-        parts.append(_normalise(text))
-        used.append(str(path))
-    return _join(parts), tuple(used)
-
-
 NAMED_CORPORA: dict[str, NamedCorpus] = {
     "python-docs": NamedCorpus(
         "python-docs",
@@ -91,7 +79,7 @@ NAMED_CORPORA: dict[str, NamedCorpus] = {
     "python-stdlib": NamedCorpus(
         "python-stdlib",
         "the running Python's standard-library .py files (tests included, site-packages excluded), tens of MB, offline",
-        build=_python_stdlib,
+        list_files=_stdlib_files,
     ),
     "nietzsche": NamedCorpus(
         "nietzsche",
@@ -126,7 +114,7 @@ def list_corpora(data_dir: str | None = None) -> list[dict[str, str]]:
     """Each named corpus with a description and where it comes from (or lies now)."""
     entries = []
     for corpus in NAMED_CORPORA.values():
-        if corpus.build is not None:
+        if corpus.build is not None or corpus.list_files is not None:
             origin = "built offline from the running Python"
         else:
             local = _local_copy(corpus, data_dir)
@@ -279,6 +267,46 @@ def _is_glob(source: str) -> bool:
     return any(ch in source for ch in "*?[") and not Path(source).exists()
 
 
+@dataclass(frozen=True)
+class ResolvedSource:
+    """What a source stands for: files to read in order, or a text built in memory."""
+
+    name: str
+    paths: tuple[Path, ...]
+    encoding: str
+    text: str | None = None
+    skip_undecodable: bool = False  # python-stdlib: a file that fails to decode is left out
+
+
+def resolve_source(
+    source: str, *, encoding: str | None = None, data_dir: str | None = None, progress: bool = True
+) -> ResolvedSource:
+    """Resolve a file, folder, glob or corpus name without reading the text yet."""
+    if source in NAMED_CORPORA and not Path(source).exists():
+        named = NAMED_CORPORA[source]
+        if named.build is not None or named.list_files is not None:
+            if encoding not in (None, "utf-8"):
+                raise ConfigError(f"{source} is built from Python's own text; --encoding does not apply")
+            if named.build is not None:
+                text, _ = named.build()
+                return ResolvedSource(source, (), "utf-8", text=text)
+            assert named.list_files is not None
+            return ResolvedSource(source, tuple(named.list_files()), "utf-8", skip_undecodable=True)
+        path = fetch_named(named, data_dir, progress)
+        return ResolvedSource(source, (path,), encoding or named.encoding)
+    if _is_glob(source):
+        paths = sorted(Path(p) for p in glob.glob(source, recursive=True) if Path(p).is_file())
+        if not paths:
+            raise CorpusError(f"{source}: the pattern matches no file")
+        return ResolvedSource(source, tuple(paths), encoding or "utf-8")
+    path = Path(source)
+    if not path.exists():
+        known = ", ".join(NAMED_CORPORA)
+        raise CorpusError(f"{source}: no such file or folder, and not a corpus name ({known})")
+    paths = _folder_files(path) if path.is_dir() else [path]
+    return ResolvedSource(source, tuple(paths), encoding or "utf-8")
+
+
 def load_corpus(
     source: str,
     *,
@@ -289,39 +317,24 @@ def load_corpus(
     progress: bool = True,
 ) -> Corpus:
     """Read ``source`` (file, folder, glob or corpus name) as one normalised text."""
-    name = source
-    if source in NAMED_CORPORA and not Path(source).exists():
-        named = NAMED_CORPORA[source]
-        if named.build is not None:
-            text, files = named.build()
-            if encoding not in (None, "utf-8"):
-                raise ConfigError(
-                    f"{source} is built from Python's own text; --encoding does not apply"
-                )
-            return _finish(_normalise(text), source, files, lowercase)
-        path = fetch_named(named, data_dir, progress)
-        paths = [path]
-        encoding = encoding or named.encoding
-    elif _is_glob(source):
-        paths = sorted(Path(p) for p in glob.glob(source, recursive=True) if Path(p).is_file())
-        if not paths:
-            raise CorpusError(f"{source}: the pattern matches no file")
-    else:
-        path = Path(source)
-        if not path.exists():
-            known = ", ".join(NAMED_CORPORA)
-            raise CorpusError(f"{source}: no such file or folder, and not a corpus name ({known})")
-        paths = _folder_files(path) if path.is_dir() else [path]
-    encoding = encoding or "utf-8"
+    resolved = resolve_source(source, encoding=encoding, data_dir=data_dir, progress=progress)
+    if resolved.text is not None:
+        return _finish(_normalise(resolved.text), source, (), lowercase)
     parts = []
-    for path in paths:
+    used = []
+    for path in resolved.paths:
         data = _read(path)
-        if len(paths) == 1 and _looks_binary(data):
+        if len(resolved.paths) == 1 and _looks_binary(data):
             raise CorpusError(f"{path}: looks like a binary file (it holds NUL bytes), not text")
-        parts.append(_normalise(decode_bytes(data, str(path), encoding, errors)))
-    return _finish(
-        _join(parts) if len(parts) > 1 else parts[0], name, tuple(str(p) for p in paths), lowercase
-    )
+        try:
+            parts.append(_normalise(decode_bytes(data, str(path), resolved.encoding, errors)))
+        except DecodeError:
+            if resolved.skip_undecodable:
+                continue
+            raise
+        used.append(str(path))
+    text = parts[0] if len(parts) == 1 else _join(parts)  # one file is taken as it is
+    return _finish(text, source, tuple(used), lowercase)
 
 
 def _finish(text: str, name: str, files: tuple[str, ...], lowercase: bool) -> Corpus:
