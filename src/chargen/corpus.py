@@ -286,7 +286,9 @@ def resolve_source(
         named = NAMED_CORPORA[source]
         if named.build is not None or named.list_files is not None:
             if encoding not in (None, "utf-8"):
-                raise ConfigError(f"{source} is built from Python's own text; --encoding does not apply")
+                raise ConfigError(
+                    f"{source} is built from Python's own text; --encoding does not apply"
+                )
             if named.build is not None:
                 text, _ = named.build()
                 return ResolvedSource(source, (), "utf-8", text=text)
