@@ -358,24 +358,33 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from chargen.corpus import load_corpus
     from chargen.data import split_ids
     from chargen.evaluate import evaluate_streams, evaluate_windows, token_char_lengths
+    from chargen.prepare import is_prepared, open_prepared
 
     config, tokenizer, model = load_run(args.run_dir, args.weights)
     data = config.data
     source = args.source or data.source
-    encoding = (
-        args.encoding
-        if args.encoding is not None
-        else (data.encoding if args.source is None else None)
-    )
-    corpus = load_corpus(
-        source,
-        encoding=encoding,
-        errors=args.errors or data.errors,
-        lowercase=data.lowercase if args.lowercase is None else args.lowercase,
-        data_dir=args.data_dir or data.data_dir,
-        progress=False,
-    )
-    ids = tokenizer.encode(corpus.text, unknown=args.unknown)
+    if is_prepared(source):
+        prepared = open_prepared(source)
+        if prepared.tokenizer.to_dict() != tokenizer.to_dict():
+            raise ConfigError(
+                f"{source}: prepared with another vocabulary than {args.run_dir}'s model"
+            )
+        ids = prepared.ids
+    else:
+        encoding = (
+            args.encoding
+            if args.encoding is not None
+            else (data.encoding if args.source is None else None)
+        )
+        corpus = load_corpus(
+            source,
+            encoding=encoding,
+            errors=args.errors or data.errors,
+            lowercase=data.lowercase if args.lowercase is None else args.lowercase,
+            data_dir=args.data_dir or data.data_dir,
+            progress=False,
+        )
+        ids = tokenizer.encode(corpus.text, unknown=args.unknown)
     if not args.all:
         _, ids = split_ids(ids, config.train.val_fraction)
     lengths = token_char_lengths(tokenizer.vocab)
@@ -412,6 +421,28 @@ def cmd_eval(args: argparse.Namespace) -> int:
             f"{part} {source}: {result.nats_per_char:.4f} nats/char, {result.bits_per_char:.4f} bits/char "
             f"over {result.chars:,} chars"
         )
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from chargen.prepare import prepare
+
+    meta = prepare(
+        args.source,
+        args.out,
+        encoding=args.encoding,
+        errors=args.errors,
+        lowercase=args.lowercase,
+        tokenizer=args.tokenizer,
+        max_vocab=args.max_vocab,
+        data_dir=args.data_dir,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+    )
+    print(
+        f"{args.out}: {meta['tokens']:,} tokens ({meta['dtype']}), {meta['chars']:,} chars, "
+        f"vocabulary {meta['vocab_size']:,}; train with: chargen train {args.out} --out RUN_DIR"
+    )
     return 0
 
 
@@ -539,6 +570,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unknown", choices=("drop", "error", "warn"), default="warn")
     p.add_argument("--weights", choices=("best", "last"), default="best")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("prepare", help="tokenise a corpus larger than memory into a data folder")
+    p.add_argument("source", help="file, folder, glob or corpus name")
+    p.add_argument(
+        "--out", required=True, help="data folder to write (tokens.bin, tokenizer.json, meta.json)"
+    )
+    p.add_argument("--encoding")
+    p.add_argument("--errors", choices=("strict", "replace", "ignore"), default="strict")
+    p.add_argument("--lowercase", action="store_true")
+    p.add_argument("--tokenizer", choices=("char", "word"), default="char")
+    p.add_argument("--max-vocab", type=int)
+    p.add_argument("--data-dir")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_prepare)
 
     p = sub.add_parser("corpora", help="list the named corpora and where each comes from")
     p.add_argument("--data-dir")

@@ -184,18 +184,22 @@ class WordTokenizer(Tokenizer):
 
     @classmethod
     def build(cls, text: str, max_vocab: int | None = None) -> WordTokenizer:
-        tokens = WORD_PATTERN.findall(text)
-        counts = Counter(tokens)
+        return cls.from_counts(Counter(WORD_PATTERN.findall(text)), max_vocab)
+
+    @classmethod
+    def from_counts(cls, counts: Counter[str], max_vocab: int | None = None) -> WordTokenizer:
+        """Vocabulary from token counts whose insertion order is first appearance.
+
+        Past ``max_vocab`` the most frequent ``max_vocab - 1`` tokens are kept (ties: first
+        seen first) plus ``<unk>``.
+        """
         if max_vocab is None or len(counts) <= max_vocab:
             return cls(sorted(counts))
         if max_vocab < 2:
             raise TokenizerError("--max-vocab must be at least 2 (one word and <unk>)")
-        first: dict[str, int] = {}
-        for i, tok in enumerate(tokens):
-            first.setdefault(tok, i)
+        first = {tok: i for i, tok in enumerate(counts)}
         ranked = sorted(counts, key=lambda t: (-counts[t], first[t]))[: max_vocab - 1]
-        vocab = [UNK, *sorted(ranked)]
-        return cls(vocab, 0)
+        return cls([UNK, *sorted(ranked)], 0)
 
     def split(self, text: str) -> list[str]:
         return WORD_PATTERN.findall(text)

@@ -32,6 +32,7 @@ from chargen.errors import ChargenError, TrainingError
 from chargen.evaluate import EvalResult, evaluate_streams, evaluate_windows, token_char_lengths
 from chargen.generate import generate
 from chargen.models import RNNLanguageModel, build_model, count_parameters, detach_state
+from chargen.prepare import is_prepared, open_prepared
 from chargen.reporting import Reporter
 from chargen.sampling import SamplingConfig
 from chargen.tokenizer import Tokenizer, build_tokenizer, load_tokenizer
@@ -521,6 +522,12 @@ class Trainer:
 def _encode_corpus(
     data: DataConfig, tokenizer: Tokenizer | None, progress: bool
 ) -> tuple[Tokenizer, np.ndarray, str]:
+    """Token ids of the source (memory-mapped for a prepared data folder) and a corpus checksum."""
+    if is_prepared(data.source):
+        prepared = open_prepared(data.source)
+        if tokenizer is not None and tokenizer.to_dict() != prepared.tokenizer.to_dict():
+            raise TrainingError(f"{data.source}: its tokenizer differs from the run's")
+        return prepared.tokenizer, prepared.ids, prepared.meta["source_sha256"]
     corpus = load_corpus(
         data.source,
         encoding=data.encoding,
