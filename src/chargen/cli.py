@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import tempfile
 import types
@@ -48,6 +49,8 @@ FLAG_HELP = {
     "warmup_steps": "steps of linear learning-rate warm-up",
     "min_lr_ratio": "cosine floor as a fraction of --lr",
     "grad_clip": "clip the gradient norm to this (0: off)",
+    "grad_accum": "accumulate gradients over N consecutive batches per optimizer step",
+    "precision": "fp32 or bf16 (autocast; on CPU and on GPUs that support it)",
     "on_nan": "a NaN/inf loss: stop (keep the last good checkpoint) or skip the batch and halve the lr",
     "eval_every": "evaluate on the validation split every N steps (and at each epoch end)",
     "eval_max_tokens": "evaluate on at most this many validation tokens",
@@ -182,6 +185,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         result = start_run(
             args.out, data_cfg, model_cfg, train_cfg, overwrite=args.overwrite, reporter=reporter
         )
+    if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 speaks
+        return 0
     best = (
         f"{result.best_val_nats_per_char:.4f}"
         if result.best_val_nats_per_char is not None

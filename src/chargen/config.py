@@ -91,6 +91,8 @@ class TrainConfig:
     min_lr_ratio: float = 0.1
     grad_clip: float = 1.0
     on_nan: str = "stop"
+    grad_accum: int = 1
+    precision: str = "fp32"
     steps: int | None = None
     epochs: float | None = None
     minutes: float | None = None
@@ -127,6 +129,9 @@ class TrainConfig:
         _check_int(self.warmup_steps, "--warmup-steps", low=0)
         _check_float(self.min_lr_ratio, "--min-lr-ratio", low=0.0, high=1.0)
         _check_float(self.grad_clip, "--grad-clip", low=0.0)
+        _check_int(self.grad_accum, "--grad-accum", low=1)
+        if self.precision not in ("fp32", "bf16"):
+            raise ConfigError(f"--precision must be fp32 or bf16, got {self.precision!r}")
         if self.on_nan not in ("stop", "skip"):
             raise ConfigError(f"--on-nan must be stop or skip, got {self.on_nan!r}")
         if self.steps is not None:

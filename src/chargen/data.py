@@ -72,10 +72,12 @@ class StreamBatches:
             return 0
         return int(np.random.default_rng([self.seed, epoch]).integers(0, self.seq_len))
 
-    def batch(self, epoch: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Inputs and targets (B, seq_len) int64 for ``step`` of ``epoch``."""
+    def batch(
+        self, epoch: int, step: int, rows: slice | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs and targets (B, seq_len) int64 for ``step`` of ``epoch`` (only ``rows`` if given)."""
         start = self.offset(epoch) + step * self.seq_len
-        starts = np.arange(self.batch_size) * self.stream_len + start
+        starts = np.arange(self.batch_size)[rows or slice(None)] * self.stream_len + start
         idx = starts[:, None] + np.arange(self.seq_len + 1)[None, :]
         chunk = torch.from_numpy(np.asarray(self.ids[idx], dtype=np.int64))
         return chunk[:, :-1], chunk[:, 1:]
@@ -111,9 +113,12 @@ class WindowBatches:
             self._order_epoch = epoch
         return self._order
 
-    def batch(self, epoch: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Windows (B, maxlen) and their next tokens (B,), shuffled per epoch."""
+    def batch(
+        self, epoch: int, step: int, rows: slice | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Windows (B, maxlen) and their next tokens (B,), shuffled per epoch (only ``rows`` if given)."""
         starts = self._epoch_order(epoch)[step * self.batch_size : (step + 1) * self.batch_size]
+        starts = starts[rows or slice(None)]
         idx = starts[:, None] + np.arange(self.maxlen + 1)[None, :]
         chunk = torch.from_numpy(np.asarray(self.ids[idx], dtype=np.int64))
         return chunk[:, :-1], chunk[:, -1]

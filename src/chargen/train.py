@@ -15,7 +15,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -23,11 +23,13 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 
 from chargen import checkpoint as ckpt
 from chargen.config import DataConfig, ModelConfig, TrainConfig
 from chargen.corpus import load_corpus
 from chargen.data import StreamBatches, WindowBatches, smallest_id_dtype, split_ids
+from chargen.distributed import World, close_world, init_world
 from chargen.errors import ChargenError, TrainingError
 from chargen.evaluate import EvalResult, evaluate_streams, evaluate_windows, token_char_lengths
 from chargen.generate import generate
@@ -170,14 +172,19 @@ class Trainer:
         ids: np.ndarray,
         corpus_sha: str,
         reporter: Reporter | None = None,
+        world: World | None = None,
     ) -> None:
         self.run = run
         self.config = config
         self.tc = config.train
         self.tokenizer = tokenizer
-        self.reporter = reporter or Reporter()
+        self.world = world or World()
+        # only rank 0 reports, logs and writes
+        self.reporter = (reporter or Reporter()) if self.world.is_main else Reporter()
         self.corpus_sha = corpus_sha
         self.device = resolve_device(self.tc.device)
+        if self.device.type == "cuda" and self.world.enabled:
+            self.device = torch.device("cuda", self.world.local_rank)
         if self.tc.threads:
             torch.set_num_threads(self.tc.threads)
         if tokenizer.vocab_size < 2:
@@ -197,11 +204,17 @@ class Trainer:
             self.batches = StreamBatches(
                 self.train_ids, self.tc.batch_size, self.tc.seq_len, self.tc.seed
             )
+        self.rows = self.world.rows(self.batches.batch_size) if self.world.enabled else None
+        self.steps_per_epoch = max(1, self.batches.steps_per_epoch // self.tc.grad_accum)
         self.char_lengths = token_char_lengths(tokenizer.vocab)
         torch.manual_seed(self.tc.seed)
         self.model: RNNLanguageModel = build_model(config.model).to(self.device)
+        self.net: torch.nn.Module = self.model
+        if self.world.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = DistributedDataParallel(self.model, device_ids=ids)
         self.optimizer = make_optimizer(self.model, self.tc)
-        self.budget = make_budget(self.tc, self.batches.steps_per_epoch)
+        self.budget = make_budget(self.tc, self.steps_per_epoch)
         self.metrics = ckpt.MetricsLog(run)
         self.step = 0
         self.epoch = 0
@@ -234,12 +247,22 @@ class Trainer:
             "nan_skips": self.nan_skips,
             "corpus_sha256": self.corpus_sha,
             "batch_size": self.batches.batch_size,
+            "world_size": self.world.size,
         }
 
     def save_checkpoint(self) -> None:
-        extra = {f"carry.{i}": s for i, s in enumerate(self.carry or ())}
-        ckpt.save_weights(self.run / ckpt.WEIGHTS, self.model, {"step": self.step})
-        ckpt.save_trainer_state(self.run, self.model, self.optimizer, self.state_meta(), extra)
+        """Every rank takes part (the carried state and RNG states are gathered); rank 0 writes."""
+        extra: dict[str, torch.Tensor] = {}
+        for i, s in enumerate(self.carry or ()):
+            extra[f"carry.{i}"] = self.world.gather_rows(s, dim=1)
+        rng = torch.get_rng_state()
+        extra["rng_all"] = self.world.gather_rows(rng.to(self.device)[None], dim=0).cpu()
+        if self.device.type == "cuda":
+            cuda_rng = torch.cuda.get_rng_state(self.device).to(self.device)[None]
+            extra["cuda_rng_all"] = self.world.gather_rows(cuda_rng, dim=0).cpu()
+        if self.world.is_main:
+            ckpt.save_weights(self.run / ckpt.WEIGHTS, self.model, {"step": self.step})
+            ckpt.save_trainer_state(self.run, self.model, self.optimizer, self.state_meta(), extra)
 
     def restore(self) -> None:
         """Load ``trainer.safetensors`` into this trainer (used by ``--resume``)."""
@@ -259,7 +282,7 @@ class Trainer:
             raise ckpt.CheckpointError(
                 f"{self.run / ckpt.TRAINER}: optimizer state does not fit: {exc}"
             ) from None
-        torch.set_rng_state(saved.rng)
+        self._restore_rng(saved.extra, int(meta.get("world_size", 1)), int(meta["step"]))
         self.step = int(meta["step"])
         self.epoch = int(meta["epoch"])
         self.step_in_epoch = int(meta["step_in_epoch"])
@@ -269,30 +292,57 @@ class Trainer:
         self.lr_scale = float(meta.get("lr_scale", 1.0))
         self.nan_skips = int(meta.get("nan_skips", 0))
         carry = [saved.extra[k] for k in sorted(saved.extra) if k.startswith("carry.")]
-        self.carry = tuple(c.to(self.device) for c in carry) or None
-        self.metrics.truncate_after(self.step)
+        rows = self.rows or slice(None)
+        self.carry = tuple(c[:, rows].contiguous().to(self.device) for c in carry) or None
+        if self.world.is_main:
+            self.metrics.truncate_after(self.step)
+
+    def _restore_rng(self, extra: dict[str, torch.Tensor], saved_world: int, step: int) -> None:
+        """Each rank's own RNG state when the world size is unchanged, else a fresh per-rank seed."""
+        if saved_world == self.world.size and "rng_all" in extra:
+            torch.set_rng_state(extra["rng_all"][self.world.rank].contiguous())
+            if self.device.type == "cuda" and "cuda_rng_all" in extra:
+                torch.cuda.set_rng_state(
+                    extra["cuda_rng_all"][self.world.rank].contiguous(), self.device
+                )
+        else:
+            torch.manual_seed(self.tc.seed + 1_000_003 * step + self.world.rank)
 
     # ----------------------------------------------------------------- steps
-    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
-        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+    def train_step(self, epoch: int, index: int) -> float:
+        """One optimizer step over ``grad_accum`` consecutive batches; returns the mean loss.
+
+        Backward runs on every rank even for a non-finite loss, so no rank waits alone in the
+        gradient all-reduce; the decision to skip or stop uses the loss averaged over ranks.
+        """
         windows = self.tc.batching == "windows"
-        if windows:
-            logits, _ = self.model(x, None)
-            loss = F.cross_entropy(logits[:, -1], y)
-        else:
-            logits, state = self.model(x, detach_state(self.carry))
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
-        value = float(loss.detach())
+        accum = self.tc.grad_accum
         self.optimizer.zero_grad(set_to_none=True)
-        if math.isfinite(value):
-            loss.backward()
-            limit = self.tc.grad_clip if self.tc.grad_clip > 0 else float("inf")
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), limit))
+        total = 0.0
+        for j in range(accum):
+            x, y = self.batches.batch(epoch, index * accum + j, self.rows)
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            last = j == accum - 1
+            no_sync = self.world.enabled and not last
+            sync = self.net.no_sync() if no_sync else nullcontext()  # type: ignore[operator]
+            bf16 = self.tc.precision == "bf16"
+            with sync, torch.autocast(self.device.type, torch.bfloat16, enabled=bf16):
+                if windows:
+                    logits, _ = self.net(x, None)
+                    loss = F.cross_entropy(logits[:, -1].float(), y)
+                else:
+                    logits, state = self.net(x, detach_state(self.carry))
+                    flat = logits.reshape(-1, logits.shape[-1]).float()
+                    loss = F.cross_entropy(flat, y.reshape(-1))
+                    self.carry = detach_state(state)
+                (loss / accum).backward()
+            total += float(loss.detach())
+        value = self.world.mean(total / accum, self.device)
+        limit = self.tc.grad_clip if self.tc.grad_clip > 0 else float("inf")
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), limit))
         if not math.isfinite(value) or not math.isfinite(grad_norm):
             return self._non_finite(value if not math.isfinite(value) else grad_norm)
         self.optimizer.step()
-        if not windows:
-            self.carry = detach_state(state)
         self._consecutive_skips = 0
         return value
 
@@ -351,9 +401,12 @@ class Trainer:
 
     # ----------------------------------------------------------------- events
     def _record_eval(self, train_loss: float, chars_per_s: float) -> None:
+        """Rank 0 evaluates, logs and keeps the best weights; other ranks go on to the next step."""
+        self._last_eval_step = self.step
+        if not self.world.is_main:
+            return
         result = self.evaluate()
         self.last_val = result
-        self._last_eval_step = self.step
         record = {
             "kind": "eval",
             "step": self.step,
@@ -367,7 +420,7 @@ class Trainer:
             "chars_per_s": chars_per_s,
             "tokens_seen": self.tokens_seen,
         }
-        self.metrics.append(record)
+        self._log(record)
         self.reporter.evaluation(record)
         if self.best_val is None or result.nats_per_char < self.best_val:
             self.best_val = result.nats_per_char
@@ -378,11 +431,11 @@ class Trainer:
             )
 
     def _record_samples(self) -> None:
-        if not self.tc.sample_temperatures or self.tc.sample_length == 0:
+        if not self.world.is_main or not self.tc.sample_temperatures or self.tc.sample_length == 0:
             return
         seed_text, texts = self.sample_texts()
         for temperature, text in texts.items():
-            self.metrics.append(
+            self._log(
                 {
                     "kind": "sample",
                     "step": self.step,
@@ -395,7 +448,7 @@ class Trainer:
         self.reporter.samples(self.epoch, self.step, seed_text, texts)
 
     def epoch_float(self) -> float:
-        return round(self.epoch + self.step_in_epoch / self.batches.steps_per_epoch, 4)
+        return round(self.epoch + self.step_in_epoch / self.steps_per_epoch, 4)
 
     # ----------------------------------------------------------------- loop
     def fit(self, stop_at_step: int | None = None) -> TrainResult:
@@ -407,9 +460,10 @@ class Trainer:
                 "vocab": self.tokenizer.vocab_size,
                 "train tokens": f"{len(self.train_ids):,}",
                 "val tokens": f"{len(self.val_ids):,}",
-                "steps/epoch": self.batches.steps_per_epoch,
+                "steps/epoch": self.steps_per_epoch,
                 "device": self.device.type,
                 "threads": torch.get_num_threads(),
+                "processes": self.world.size,
             }
         )
         self.model.train()
@@ -422,24 +476,25 @@ class Trainer:
         clock = time.perf_counter() - self.elapsed
         with signals.installed():
             try:
-                while not self.budget.done(self.step, self.elapsed):
+                done = self.budget.done(self.step, self.elapsed)
+                while not done:
                     if stop_at_step is not None and self.step >= stop_at_step:
                         break
-                    if self.step_in_epoch >= self.batches.steps_per_epoch:
+                    if self.step_in_epoch >= self.steps_per_epoch:
                         self._end_epoch(window_loss / max(window_steps, 1), chars_per_s)
-                    x, y = self.batches.batch(self.epoch, self.step_in_epoch)
                     scale = lr_factor(
                         self.tc, self.step, self.budget.fraction(self.step, self.elapsed)
                     )
                     for group in self.optimizer.param_groups:
                         group["lr"] = self.tc.lr * scale * self.lr_scale
-                    last_loss = self.train_step(x, y)
+                    last_loss = self.train_step(self.epoch, self.step_in_epoch)
                     self.step += 1
                     self.step_in_epoch += 1
                     if self._step_delay:
                         time.sleep(self._step_delay)
-                    self.tokens_seen += y.numel()
-                    speed_tokens += self.batches.tokens_per_step
+                    step_tokens = self.batches.tokens_per_step * self.tc.grad_accum  # all ranks
+                    self.tokens_seen += step_tokens
+                    speed_tokens += step_tokens
                     if math.isfinite(last_loss):  # a skipped batch (--on-nan skip) has no loss
                         window_loss += last_loss
                         window_steps += 1
@@ -457,7 +512,7 @@ class Trainer:
                         chars_per_s,
                     )
                     if self.step % TRAIN_LOG_EVERY == 0:
-                        self.metrics.append(
+                        self._log(
                             {
                                 "kind": "train",
                                 "step": self.step,
@@ -479,15 +534,23 @@ class Trainer:
                         or self.step % self.tc.eval_every == 0
                     ):
                         self._checkpoint()
-                    if signals.signum is not None:
+                    # every rank takes the same decision: stop if any rank's budget or signal says so
+                    budget_done, signum = self.world.any(
+                        float(self.budget.done(self.step, self.elapsed)),
+                        float(signals.signum or 0),
+                        device=self.device,
+                    )
+                    if signum:
                         self._checkpoint()
-                        raise self._interrupted(signals.signum)
+                        raise self._interrupted(int(signum))
+                    done = bool(budget_done)
             finally:
                 self.reporter.close()
-        if self.step_in_epoch >= self.batches.steps_per_epoch:
+        if self.step_in_epoch >= self.steps_per_epoch:
             self._end_epoch(last_loss, chars_per_s)
-        elif self.last_val is None or self._last_eval_step != self.step:
-            self._record_eval(last_loss, chars_per_s)
+        else:  # the end of the budget: a last evaluation (unless one just ran) and samples
+            if self._last_eval_step != self.step:
+                self._record_eval(last_loss, chars_per_s)
             self._record_samples()
         self._checkpoint()
         return TrainResult(
@@ -504,6 +567,10 @@ class Trainer:
             self._record_eval(train_loss, chars_per_s)
         self._record_samples()
         self._checkpoint()
+
+    def _log(self, record: dict[str, Any]) -> None:
+        if self.world.is_main:
+            self.metrics.append(record)
 
     def _checkpoint(self) -> None:
         self.save_checkpoint()
@@ -561,15 +628,22 @@ def start_run(
     model.validate()
     train.validate()
     ckpt.check_run_dir(out, resume=False, overwrite=overwrite)
-    tokenizer, ids, sha = _encode_corpus(data, None, progress=reporter is not None)
-    model = replace(model, vocab_size=tokenizer.vocab_size)
-    config = ckpt.RunConfig(model, train, data)
-    # everything that can refuse the input runs before the folder is touched
-    trainer = Trainer(Path(out), config, tokenizer, ids, sha, reporter)
-    ckpt.prepare_run_dir(out, resume=False, overwrite=overwrite)
-    ckpt.save_config(trainer.run, config)
-    ckpt.save_tokenizer(trainer.run, tokenizer)
-    return trainer.fit(stop_at_step)
+    world = init_world(train.device)
+    try:
+        progress = reporter is not None and world.is_main
+        tokenizer, ids, sha = _encode_corpus(data, None, progress=progress)
+        model = replace(model, vocab_size=tokenizer.vocab_size)
+        config = ckpt.RunConfig(model, train, data)
+        # everything that can refuse the input runs before the folder is touched
+        trainer = Trainer(Path(out), config, tokenizer, ids, sha, reporter, world)
+        if world.is_main:
+            ckpt.prepare_run_dir(out, resume=False, overwrite=overwrite)
+            ckpt.save_config(trainer.run, config)
+            ckpt.save_tokenizer(trainer.run, tokenizer)
+        world.barrier()
+        return trainer.fit(stop_at_step)
+    finally:
+        close_world(world)
 
 
 def resume_run(
@@ -595,14 +669,22 @@ def resume_run(
         ).validate()
         config = ckpt.RunConfig(config.model, train, config.data)
     data = replace(config.data, data_dir=data_dir) if data_dir else config.data
-    _, ids, sha = _encode_corpus(data, tokenizer, progress=reporter is not None)
     stored = config
     if runtime:
         config = ckpt.RunConfig(
             config.model, replace(config.train, **runtime).validate(), config.data
         )
-    trainer = Trainer(run, config, tokenizer, ids, sha, reporter)
-    trainer.restore()
-    if budget:  # written only once the old state has loaded: a refused resume changes nothing
-        ckpt.save_config(run, stored)
-    return trainer.fit(stop_at_step)
+    world = init_world(config.train.device)
+    try:
+        progress = reporter is not None and world.is_main
+        _, ids, sha = _encode_corpus(data, tokenizer, progress=progress)
+        trainer = Trainer(run, config, tokenizer, ids, sha, reporter, world)
+        trainer.restore()
+        if (
+            budget and world.is_main
+        ):  # written once the old state has loaded: a refused resume changes nothing
+            ckpt.save_config(run, stored)
+        world.barrier()
+        return trainer.fit(stop_at_step)
+    finally:
+        close_world(world)
