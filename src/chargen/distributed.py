@@ -87,6 +87,10 @@ def init_world(device_name: str) -> World:
     return World(rank, size, local_rank)
 
 
-def close_world(world: World) -> None:
+def close_world(world: World, finished: bool) -> None:
+    """Leave the process group; after a normal finish together (a rank that left early would
+    abort its peers' gloo), after an error at once (the peers may be gone)."""
     if world.enabled and dist.is_initialized():
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()

@@ -641,9 +641,12 @@ def start_run(
             ckpt.save_config(trainer.run, config)
             ckpt.save_tokenizer(trainer.run, tokenizer)
         world.barrier()
-        return trainer.fit(stop_at_step)
-    finally:
-        close_world(world)
+        result = trainer.fit(stop_at_step)
+    except BaseException:
+        close_world(world, finished=False)
+        raise
+    close_world(world, finished=True)
+    return result
 
 
 def resume_run(
@@ -685,6 +688,9 @@ def resume_run(
         ):  # written once the old state has loaded: a refused resume changes nothing
             ckpt.save_config(run, stored)
         world.barrier()
-        return trainer.fit(stop_at_step)
-    finally:
-        close_world(world)
+        result = trainer.fit(stop_at_step)
+    except BaseException:
+        close_world(world, finished=False)
+        raise
+    close_world(world, finished=True)
+    return result
