@@ -34,7 +34,7 @@ VERSION = 1
 META = "meta.json"
 TOKENS = "tokens.bin"
 TOKENIZER = "tokenizer.json"
-CHUNK_BYTES = 8 << 20
+CHUNK_BYTES = 1 << 20  # per-chunk temporaries stay near 40 MB
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ UNK = "<unk>"
 UNK_TEXT = "\ufffd"
 WORD_PATTERN = re.compile(r"\w+|[^\w\s]|\s+")
 UNKNOWN_POLICIES = ("error", "drop", "warn")
+MAX_CODE_POINT = 0x10FFFF
 
 
 class UnknownSymbolsWarning(UserWarning):
@@ -146,8 +147,10 @@ class CharTokenizer(Tokenizer):
             raise TokenizerError("a character vocabulary holds single characters")
         super().__init__(vocab, unk_id)
         points = np.array([ord(t) if t != UNK else -1 for t in self.vocab], dtype=np.int64)
-        self._order = np.argsort(points)
-        self._sorted = points[self._order]
+        # dense code point -> id table (4.5 MB): one gather per character, no search
+        self._table = np.full(MAX_CODE_POINT + 1, -1, dtype=np.int32)
+        valid = points >= 0
+        self._table[points[valid]] = np.flatnonzero(valid).astype(np.int32)
 
     @classmethod
     def build(cls, text: str) -> CharTokenizer:
@@ -163,11 +166,8 @@ class CharTokenizer(Tokenizer):
         return [chr(int(points[i])) for i in sorted(first)]
 
     def _lookup(self, text: str) -> np.ndarray:
-        points = _code_points(text)
-        pos = np.searchsorted(self._sorted, points)
-        pos = np.clip(pos, 0, len(self._sorted) - 1)
-        found = self._sorted[pos] == points
-        return np.where(found, self._order[pos], -1)
+        """int32 id per character, -1 where the vocabulary lacks it."""
+        return self._table[_code_points(text)]
 
     def encode(self, text: str, unknown: str = "error") -> np.ndarray:
         if unknown not in UNKNOWN_POLICIES:
@@ -206,9 +206,8 @@ class WordTokenizer(Tokenizer):
 
 
 def _code_points(text: str) -> np.ndarray:
-    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(
-        np.int64
-    )
+    """uint32 code point of every character (lone surrogates included)."""
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
 
 
 def build_tokenizer(kind: str, text: str, *, max_vocab: int | None = None) -> Tokenizer:
