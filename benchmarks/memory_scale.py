@@ -14,7 +14,6 @@ in child processes and samples their anonymous (private) memory, RssAnon, every 
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
