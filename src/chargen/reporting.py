@@ -6,7 +6,9 @@ stderr (step, loss, chars/s, ETA) and prints evaluations and the seed-style samp
 
 from __future__ import annotations
 
+import shutil
 import sys
+import time
 from typing import Any, TextIO
 
 from tqdm import tqdm
@@ -37,24 +39,30 @@ class ConsoleReporter(Reporter):
         self.out = out or sys.stdout
         self.bar_enabled = sys.stderr.isatty() if bar is None else bar
         self.bar: tqdm | None = None
+        self._drawn = 0.0  # when the bar was last redrawn (at most 5 times a second)
 
     def start(self, info: dict[str, Any]) -> None:
         parts = [f"{k}: {v}" for k, v in info.items()]
         self._print("  ".join(parts))
         if self.bar_enabled:
+            # a bare pty reports 0 x 0, which would hide the bar: fall back to 100 x 24
+            columns, rows = shutil.get_terminal_size((100, 24))
             self.bar = tqdm(
                 total=1000,
                 unit="",
-                dynamic_ncols=True,
+                ncols=min(columns, 140),
+                nrows=rows,
                 file=sys.stderr,
-                bar_format=("{l_bar}{bar}| [{elapsed}<{remaining}] {postfix}"),
+                bar_format="{l_bar}{bar}| [{elapsed}<{remaining}]{postfix}",
             )
 
     def progress(
         self, step: int, total: int | None, fraction: float, loss: float, chars_per_s: float
     ) -> None:
-        if self.bar is None:
+        now = time.monotonic()
+        if self.bar is None or (now - self._drawn < 0.2 and fraction < 1.0):
             return
+        self._drawn = now
         self.bar.n = int(min(1.0, fraction) * 1000)
         steps = f"{step}/{total}" if total else f"{step}"
         self.bar.set_postfix_str(
