@@ -451,6 +451,42 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from chargen.server.app import ServerLimits, create_app
+    except ImportError:
+        raise ConfigError(
+            "serving needs FastAPI and uvicorn: pip install 'chargen[serve]'"
+        ) from None
+    if not 1 <= args.port <= 65535:
+        raise ConfigError(f"--port must be in [1, 65535], got {args.port}")
+    for flag, value in (("--max-queue", args.max_queue), ("--max-length", args.max_length)):
+        if value < 1:
+            raise ConfigError(f"{flag} must be >= 1, got {value}")
+    if not args.timeout > 0:
+        raise ConfigError(f"--timeout must be > 0, got {args.timeout}")
+    limits = ServerLimits(
+        max_queue=args.max_queue, max_length=args.max_length, timeout_s=args.timeout
+    )
+    app = create_app(args.run_dir, limits, args.cors_origin)
+    print(
+        f"chargen: serving {args.run_dir} on http://{args.host}:{args.port}/ (API docs at /docs)",
+        file=sys.stderr,
+    )
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from chargen.plots import plot_curves
+
+    plot_curves(args.run_dir, args.out)
+    print(f"curves written to {args.out}", file=sys.stderr)
+    return 0
+
+
 def cmd_corpora(args: argparse.Namespace) -> int:
     from chargen.corpus import list_corpora
 
@@ -590,6 +626,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("serve", help="the playground: a web page and an HTTP API over a run")
+    p.add_argument("run_dir")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--max-queue", type=int, default=64, help="requests in flight before 429")
+    p.add_argument(
+        "--max-length", type=int, default=2000, help="longest generation one request may ask"
+    )
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds one request may run")
+    p.add_argument(
+        "--cors-origin", action="append", help="allow this origin (repeatable); none by default"
+    )
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("plot", help="draw a run's training curves to a PNG (matplotlib)")
+    p.add_argument("run_dir")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("corpora", help="list the named corpora and where each comes from")
     p.add_argument("--data-dir")

@@ -80,7 +80,7 @@ def check_request(length: int, num_samples: int) -> None:
         )
 
 
-class _StopWatcher:
+class StopWatcher:
     """Finds stop sequences in a growing text and says how much of it is safe to emit."""
 
     def __init__(self, stops: Sequence[str]) -> None:
@@ -163,7 +163,7 @@ def _generate_ids(
     texts = [""] * rows
     emitted = [0] * rows
     active = list(range(rows))
-    watcher = _StopWatcher(stop)
+    watcher = StopWatcher(stop)
     n = len(ids)
     for t in range(length):
         logits, state = model(last, state)

@@ -1,0 +1,1 @@
+"""The playground: an HTTP API and one web page over a trained run (``chargen serve``)."""

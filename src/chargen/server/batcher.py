@@ -1,0 +1,184 @@
+"""Continuous batching: every request in flight advances by one token per model step.
+
+A worker thread owns the model. Each tick it admits new requests (reading their prompts),
+drops finished, timed-out or abandoned ones, stacks the last token and the LSTM state of every
+active request into one batch, runs ONE model step, and hands each request its next token
+through an asyncio queue. A request's sampling rules and seed are its own, and its draws come
+from the same counter-based uniforms as ``chargen generate``, so a served sample equals the
+command line's for the same seed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from chargen.generate import StopWatcher, read_prompt
+from chargen.models import RNNLanguageModel, State
+from chargen.rng import uniforms
+from chargen.sampling import SamplingConfig, entropy, process_logits, select_next
+from chargen.tokenizer import Tokenizer
+
+
+class QueueFull(Exception):
+    """More requests in flight than the server accepts (answered with 429)."""
+
+
+@dataclass(eq=False)
+class Job:
+    """One generation request and its progress."""
+
+    ids: list[int]
+    length: int
+    cfg: SamplingConfig
+    seed: int
+    stops: list[str]
+    deadline: float
+    loop: asyncio.AbstractEventLoop
+    events: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
+    cancelled: bool = False
+    state: State | None = None
+    history: list[int] = field(default_factory=list)
+    made: int = 0
+    text: str = ""
+    emitted: int = 0
+
+    def send(self, event: dict[str, Any]) -> None:
+        self.loop.call_soon_threadsafe(self.events.put_nowait, event)
+
+
+class Batcher:
+    """Runs every active job one token per tick in a single batched model step."""
+
+    def __init__(self, model: RNNLanguageModel, tokenizer: Tokenizer, max_jobs: int = 64) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.max_jobs = max_jobs
+        self.pieces = [tokenizer.decode([i]) for i in range(tokenizer.vocab_size)]
+        self._incoming: queue.Queue[Job] = queue.Queue()
+        self._active: list[Job] = []
+        self._count = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.steps = 0  # model steps taken (one per tick, whatever the batch)
+        self._thread = threading.Thread(target=self._run, name="chargen-batcher", daemon=True)
+        self._thread.start()
+
+    @property
+    def in_flight(self) -> int:
+        return self._count
+
+    def submit(self, job: Job) -> None:
+        """Queue ``job``; QueueFull when ``max_jobs`` are already in flight."""
+        with self._lock:
+            if self._count >= self.max_jobs:
+                raise QueueFull
+            self._count += 1
+        self._incoming.put(job)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    # ------------------------------------------------------------------ worker
+    def _run(self) -> None:
+        torch.set_grad_enabled(False)
+        while not self._stop.is_set():
+            self._admit(block=not self._active)
+            self._retire_abandoned()
+            if self._active:
+                with torch.inference_mode():
+                    self._tick()
+
+    def _admit(self, block: bool) -> None:
+        try:
+            job = self._incoming.get(timeout=0.05) if block else self._incoming.get_nowait()
+        except queue.Empty:
+            return
+        while True:
+            with torch.inference_mode():
+                job.state = read_prompt(self.model, job.ids)
+            job.history = list(job.ids)
+            if job.length == 0:
+                self._finish(job, "length")
+            else:
+                self._active.append(job)
+            try:
+                job = self._incoming.get_nowait()
+            except queue.Empty:
+                return
+
+    def _retire_abandoned(self) -> None:
+        now = time.monotonic()
+        for job in list(self._active):
+            if job.cancelled:
+                self._active.remove(job)
+                self._release()
+            elif now > job.deadline:
+                self._finish(job, "timeout")
+
+    def _tick(self) -> None:
+        jobs = self._active
+        device = self.model.head.weight.device
+        last = torch.tensor([[job.history[-1]] for job in jobs], dtype=torch.long, device=device)
+        assert all(job.state is not None for job in jobs)
+        state = tuple(
+            torch.cat(parts, dim=1) for parts in zip(*(job.state for job in jobs), strict=True)
+        )  # type: ignore[misc]
+        logits, state = self.model(last, state)
+        self.steps += 1
+        logits = logits[:, -1].float().cpu()
+        for row, job in enumerate(list(jobs)):
+            job.state = tuple(s[:, row : row + 1] for s in state)
+            history = torch.tensor([job.history], dtype=torch.long)
+            logprobs = process_logits(logits[row : row + 1], history, job.cfg)
+            token = int(select_next(logprobs, uniforms([job.seed], job.made))[0])
+            self._emit(job, token, float(logprobs[0, token]), float(entropy(logprobs)[0]))
+
+    def _emit(self, job: Job, token: int, logprob: float, ent: float) -> None:
+        job.history.append(token)
+        piece = self.pieces[token]
+        before = len(job.text)
+        job.text += piece
+        job.made += 1
+        job.send(
+            {
+                "event": "token",
+                "index": job.made - 1,
+                "id": token,
+                "token": piece,
+                "logprob": logprob,
+                "entropy": ent,
+            }
+        )
+        watcher = StopWatcher(job.stops)
+        hit = watcher.find(job.text, before) if watcher.stops else None
+        if hit is not None:
+            job.text = job.text[: hit[0]]
+            self._finish(job, "stop", hit[1])
+        elif job.made >= job.length:
+            self._finish(job, "length")
+
+    def _finish(self, job: Job, reason: str, stop: str | None = None) -> None:
+        if job in self._active:
+            self._active.remove(job)
+        job.send(
+            {
+                "event": "done",
+                "stop_reason": reason,
+                "stop": stop,
+                "text": job.text,
+                "tokens": job.made,
+            }
+        )
+        self._release()
+
+    def _release(self) -> None:
+        with self._lock:
+            self._count -= 1
