@@ -26,6 +26,29 @@ from chargen.sampling import SamplingConfig, entropy, process_logits, select_nex
 from chargen.tokenizer import Tokenizer
 
 
+def _needs_history(cfg: SamplingConfig) -> bool:
+    return bool(
+        cfg.repetition_penalty != 1.0
+        or cfg.frequency_penalty
+        or cfg.presence_penalty
+        or cfg.no_repeat_ngram_size
+    )
+
+
+def _groups(jobs: list[Job]) -> list[tuple[list[int], SamplingConfig]]:
+    """Rows that can share one pass of the sampling chain: same rules and no history needed.
+
+    A job whose rules read its history (penalties, n-gram bans) is a group of its own.
+    """
+    groups: dict[Any, list[int]] = {}
+    configs: dict[Any, SamplingConfig] = {}
+    for row, job in enumerate(jobs):
+        key = ("own", row) if _needs_history(job.cfg) else tuple(sorted(job.cfg.to_dict().items()))
+        groups.setdefault(key, []).append(row)
+        configs[key] = job.cfg
+    return [(rows, configs[key]) for key, rows in groups.items()]
+
+
 class QueueFull(Exception):
     """More requests in flight than the server accepts (answered with 429)."""
 
@@ -134,12 +157,21 @@ class Batcher:
         logits, state = self.model(last, state)
         self.steps += 1
         logits = logits[:, -1].float().cpu()
-        for row, job in enumerate(list(jobs)):
+        for row, job in enumerate(jobs):
             job.state = tuple(s[:, row : row + 1] for s in state)
-            history = torch.tensor([job.history], dtype=torch.long)
-            logprobs = process_logits(logits[row : row + 1], history, job.cfg)
-            token = int(select_next(logprobs, uniforms([job.seed], job.made))[0])
-            self._emit(job, token, float(logprobs[0, token]), float(entropy(logprobs)[0]))
+        for rows, cfg in _groups(jobs):
+            group = [jobs[r] for r in rows]
+            if _needs_history(cfg):  # penalties and bans read each row's own history
+                history = torch.tensor([group[0].history], dtype=torch.long)
+            else:
+                history = torch.zeros((len(rows), 0), dtype=torch.long)
+            logprobs = process_logits(logits[rows], history, cfg)
+            u = torch.cat([uniforms([job.seed], job.made) for job in group])
+            tokens = select_next(logprobs, u).tolist()
+            chosen = logprobs.gather(1, torch.tensor(tokens)[:, None])[:, 0].tolist()
+            ents = entropy(logprobs).tolist()
+            for job, token, lp, ent in zip(group, tokens, chosen, ents, strict=True):
+                self._emit(job, token, lp, ent)
 
     def _emit(self, job: Job, token: int, logprob: float, ent: float) -> None:
         job.history.append(token)
