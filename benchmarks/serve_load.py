@@ -115,6 +115,8 @@ def main() -> int:
         loaded = run_load(url, args.clients, args.seconds, args.length)
     print("baseline: " + format_report(alone))
     print("loaded:   " + format_report(loaded))
+    if loaded["failures"]:
+        print(f"failures, e.g.: {loaded['failure_examples']}")
     print(f"throughput gain from batching: x{loaded['tokens_per_s'] / alone['tokens_per_s']:.1f}")
     return 1 if loaded["failures"] else 0
 

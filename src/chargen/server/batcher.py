@@ -200,16 +200,15 @@ class Batcher:
     def _finish(self, job: Job, reason: str, stop: str | None = None) -> None:
         if job in self._active:
             self._active.remove(job)
-        job.send(
-            {
-                "event": "done",
-                "stop_reason": reason,
-                "stop": stop,
-                "text": job.text,
-                "tokens": job.made,
-            }
-        )
-        self._release()
+        self._release()  # before "done" is sent: a client may ask again the moment it reads it
+        done = {
+            "event": "done",
+            "stop_reason": reason,
+            "stop": stop,
+            "text": job.text,
+            "tokens": job.made,
+        }
+        job.send(done)
 
     def _release(self) -> None:
         with self._lock:
