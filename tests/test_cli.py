@@ -98,6 +98,9 @@ def test_eval_on_another_file(
         ["train", "{corpus}", "--out", "{tmp}/r", "--steps", "3", "--minutes", "1"],
         ["train", "no-such-corpus-name", "--out", "{tmp}/r"],
         ["eval", "{tmp}/missing-run"],
+        ["serve", "{run}", "--port", "0"],
+        ["serve", "{tmp}/missing-run"],
+        ["plot", "{tmp}/missing-run", "--out", "{tmp}/c.png"],
         ["frobnicate"],
     ],
 )
@@ -153,6 +156,11 @@ def test_corrupt_weights_one_line(
     code, _, err = run_cli(capsys, "generate", copy, "--length", "5")
     one_line_error(code, err)
     assert "best.safetensors" in err
+
+
+def test_plot_draws_the_curves(trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, _ = run_cli(capsys, "plot", trained_run, "--out", tmp_path / "curves.png")
+    assert code == 0 and (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_corpora_lists_all(capsys: pytest.CaptureFixture[str]) -> None:
