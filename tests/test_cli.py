@@ -158,7 +158,9 @@ def test_corrupt_weights_one_line(
     assert "best.safetensors" in err
 
 
-def test_plot_draws_the_curves(trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_plot_draws_the_curves(
+    trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, _, _ = run_cli(capsys, "plot", trained_run, "--out", tmp_path / "curves.png")
     assert code == 0 and (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
