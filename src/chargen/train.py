@@ -14,7 +14,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -628,12 +628,11 @@ def start_run(
     model.validate()
     train.validate()
     ckpt.check_run_dir(out, resume=False, overwrite=overwrite)
-    world = init_world(train.device)
-    try:
+
+    def body(world: World) -> TrainResult:
         progress = reporter is not None and world.is_main
         tokenizer, ids, sha = _encode_corpus(data, None, progress=progress)
-        model = replace(model, vocab_size=tokenizer.vocab_size)
-        config = ckpt.RunConfig(model, train, data)
+        config = ckpt.RunConfig(replace(model, vocab_size=tokenizer.vocab_size), train, data)
         # everything that can refuse the input runs before the folder is touched
         trainer = Trainer(Path(out), config, tokenizer, ids, sha, reporter, world)
         if world.is_main:
@@ -641,7 +640,16 @@ def start_run(
             ckpt.save_config(trainer.run, config)
             ckpt.save_tokenizer(trainer.run, tokenizer)
         world.barrier()
-        result = trainer.fit(stop_at_step)
+        return trainer.fit(stop_at_step)
+
+    return _in_world(train.device, body)
+
+
+def _in_world(device: str, body: Callable[[World], TrainResult]) -> TrainResult:
+    """Run ``body`` inside torchrun's process group (a world of one outside torchrun)."""
+    world = init_world(device)
+    try:
+        result = body(world)
     except BaseException:
         close_world(world, finished=False)
         raise
@@ -677,20 +685,16 @@ def resume_run(
         config = ckpt.RunConfig(
             config.model, replace(config.train, **runtime).validate(), config.data
         )
-    world = init_world(config.train.device)
-    try:
+
+    def body(world: World) -> TrainResult:
         progress = reporter is not None and world.is_main
         _, ids, sha = _encode_corpus(data, tokenizer, progress=progress)
         trainer = Trainer(run, config, tokenizer, ids, sha, reporter, world)
         trainer.restore()
-        if (
-            budget and world.is_main
-        ):  # written once the old state has loaded: a refused resume changes nothing
+        # the new budget is written only once the old state has loaded: a refused resume changes nothing
+        if budget and world.is_main:
             ckpt.save_config(run, stored)
         world.barrier()
-        result = trainer.fit(stop_at_step)
-    except BaseException:
-        close_world(world, finished=False)
-        raise
-    close_world(world, finished=True)
-    return result
+        return trainer.fit(stop_at_step)
+
+    return _in_world(config.train.device, body)

@@ -70,7 +70,9 @@ class Job:
     history: list[int] = field(default_factory=list)
     made: int = 0
     text: str = ""
-    emitted: int = 0
+
+    def __post_init__(self) -> None:
+        self.watcher = StopWatcher(self.stops)
 
     def send(self, event: dict[str, Any]) -> None:
         self.loop.call_soon_threadsafe(self.events.put_nowait, event)
@@ -189,8 +191,7 @@ class Batcher:
                 "entropy": ent,
             }
         )
-        watcher = StopWatcher(job.stops)
-        hit = watcher.find(job.text, before) if watcher.stops else None
+        hit = job.watcher.find(job.text, before) if job.watcher.stops else None
         if hit is not None:
             job.text = job.text[: hit[0]]
             self._finish(job, "stop", hit[1])
