@@ -127,3 +127,30 @@ def test_bad_requests(model_and_tok, kwargs) -> None:
     model, tok = model_and_tok
     with pytest.raises(ConfigError):
         generate(model, tok, "the", **kwargs)
+
+
+@pytest.mark.parametrize("family", ["lstm", "gru"])
+@pytest.mark.parametrize("layers, embed", [(1, 8), (3, 8), (2, 0)])
+def test_fused_step_equals_the_torch_kernels(family: str, layers: int, embed: int) -> None:
+    from chargen.models.stepper import FusedStepper
+
+    torch.manual_seed(2)
+    cfg = ModelConfig(
+        family=family,
+        vocab_size=13,
+        embed_dim=embed,
+        hidden_size=24,
+        num_layers=layers,
+        dropout=0.3,
+    )
+    model = build_model(cfg).eval()
+    stepper = FusedStepper(model)
+    ids = torch.randint(0, 13, (5, 12))
+    state = model.initial_state(5)
+    fused_state = state
+    for t in range(12):
+        expected, state = model(ids[:, t : t + 1], state)
+        got, fused_state = stepper.step(ids[:, t], fused_state)
+        torch.testing.assert_close(got, expected[:, 0], rtol=1e-5, atol=1e-5)
+        for a, b in zip(fused_state, state, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)

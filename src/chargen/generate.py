@@ -16,6 +16,7 @@ import torch
 from chargen.beam import beam_search
 from chargen.errors import ConfigError, TokenizerError
 from chargen.models import RNNLanguageModel, State, expand_state, select_state
+from chargen.models.stepper import FusedStepper
 from chargen.rng import uniforms
 from chargen.sampling import SamplingConfig, entropy, process_logits, select_next
 from chargen.tokenizer import Tokenizer
@@ -164,10 +165,11 @@ def _generate_ids(
     emitted = [0] * rows
     active = list(range(rows))
     watcher = StopWatcher(stop)
+    stepper = FusedStepper(model)
     n = len(ids)
     for t in range(length):
-        logits, state = model(last, state)
-        logprobs = process_logits(logits[:, -1].float(), history[:, :n], sampling)
+        logits, state = stepper.step(last[:, 0], state)
+        logprobs = process_logits(logits.float(), history[:, :n], sampling)
         nxt = select_next(logprobs, uniforms(seeds, t))
         chosen = logprobs.gather(1, nxt[:, None])[:, 0].tolist()
         ents = entropy(logprobs).tolist()

@@ -21,6 +21,7 @@ import torch
 
 from chargen.generate import StopWatcher, read_prompt
 from chargen.models import RNNLanguageModel, State
+from chargen.models.stepper import FusedStepper
 from chargen.rng import uniforms
 from chargen.sampling import SamplingConfig, entropy, process_logits, select_next
 from chargen.tokenizer import Tokenizer
@@ -86,6 +87,7 @@ class Batcher:
         self.tokenizer = tokenizer
         self.max_jobs = max_jobs
         self.pieces = [tokenizer.decode([i]) for i in range(tokenizer.vocab_size)]
+        self.stepper = FusedStepper(self.model)
         self._incoming: queue.Queue[Job] = queue.Queue()
         self._active: list[Job] = []
         self._count = 0
@@ -151,14 +153,14 @@ class Batcher:
     def _tick(self) -> None:
         jobs = self._active
         device = self.model.head.weight.device
-        last = torch.tensor([[job.history[-1]] for job in jobs], dtype=torch.long, device=device)
+        last = torch.tensor([job.history[-1] for job in jobs], dtype=torch.long, device=device)
         assert all(job.state is not None for job in jobs)
         state = tuple(
             torch.cat(parts, dim=1) for parts in zip(*(job.state for job in jobs), strict=True)
         )  # type: ignore[misc]
-        logits, state = self.model(last, state)
+        logits, state = self.stepper.step(last, state)
         self.steps += 1
-        logits = logits[:, -1].float().cpu()
+        logits = logits.float().cpu()
         for row, job in enumerate(jobs):
             job.state = tuple(s[:, row : row + 1] for s in state)
         for rows, cfg in _groups(jobs):
