@@ -1,9 +1,15 @@
 """Vocabularies: characters (default) or words, with encode/decode and an unknown-symbol policy.
 
-Character ids follow code-point order of the distinct characters of the training text. Word
-tokens are the matches of ``\\w+|[^\\w\\s]|\\s+`` (words, single punctuation marks, whitespace
-runs), so ``decode(encode(text)) == text``. With ``max_vocab`` the word vocabulary keeps the most
-frequent tokens plus ``<unk>`` (counted in ``max_vocab``); ``<unk>`` decodes to U+FFFD.
+Character ids follow the code-point order of the distinct characters of the training text;
+encoding is vectorised with NumPy (no per-character Python loop). Word tokens are the matches
+of ``\\w+|[^\\w\\s]|\\s+`` (words, single punctuation marks, whitespace runs), so
+``decode(encode(text)) == text``.
+
+``max_vocab`` (word or char) keeps the ``max_vocab - 1`` most frequent tokens (ties: first
+appearance first) plus ``<unk>`` at id 0, so ``<unk>`` counts towards ``max_vocab``; a
+tokenizer built with ``max_vocab`` always has ``<unk>``, one built without never does.
+Unknown symbols map to ``<unk>`` when there is one, else follow the ``unknown`` policy.
+``<unk>`` decodes to U+FFFD (the replacement character), never to the literal ``<unk>``.
 """
 
 from __future__ import annotations
@@ -12,14 +18,15 @@ import json
 import re
 import warnings
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from chargen.atomic import atomic_write_json
-from chargen.errors import TokenizerError
+from chargen.errors import ConfigError, TokenizerError
 
 FORMAT = "chargen-tokenizer"
 VERSION = 1
@@ -27,7 +34,12 @@ UNK = "<unk>"
 UNK_TEXT = "\ufffd"
 WORD_PATTERN = re.compile(r"\w+|[^\w\s]|\s+")
 UNKNOWN_POLICIES = ("error", "drop", "warn")
-MAX_CODE_POINT = 0x10FFFF
+KINDS = ("char", "word")
+CHUNK_CHARS = 1 << 20  # long texts are encoded in pieces so temporaries stay small
+SHOWN_UNKNOWN = 10
+EMPTY_TEXT = "cannot build a vocabulary from an empty text"
+SMALL_DECODE = 256  # shorter id lists decode in plain Python (cheaper than a NumPy round trip)
+_WORD_CUT = re.compile(r"\S\s")  # a place no word token spans: just before a whitespace run
 
 
 class UnknownSymbolsWarning(UserWarning):
@@ -40,38 +52,45 @@ class Tokenizer:
     kind = "base"
 
     def __init__(self, vocab: list[str], unk_id: int | None = None) -> None:
-        if not vocab:
-            raise TokenizerError("a vocabulary needs at least one symbol")
-        if len(set(vocab)) != len(vocab):
-            raise TokenizerError("a vocabulary must not repeat a symbol")
-        self.vocab = list(vocab)
-        self.unk_id = unk_id
-        self.stoi = {tok: i for i, tok in enumerate(self.vocab)}
+        _check_vocab(vocab, unk_id)
+        self.vocab: list[str] = list(vocab)
+        self.unk_id: int | None = unk_id
+        self.stoi: dict[str, int] = {tok: i for i, tok in enumerate(self.vocab)}
+        self._pieces = [UNK_TEXT if i == unk_id else tok for i, tok in enumerate(self.vocab)]
+
+    def __repr__(self) -> str:
+        unk = "" if self.unk_id is None else f", unk_id={self.unk_id}"
+        return f"{type(self).__name__}(vocab_size={self.vocab_size}{unk})"
 
     @property
     def vocab_size(self) -> int:
+        """Number of ids, ``<unk>`` included."""
         return len(self.vocab)
 
-    # subclasses split text into tokens
     def split(self, text: str) -> list[str]:
+        """``text`` cut into tokens (subclasses define how)."""
         raise NotImplementedError
+
+    def _lookup(self, text: str) -> np.ndarray:
+        """int64 id per token of ``text``, -1 where the vocabulary lacks it."""
+        get = self.stoi.get
+        return np.fromiter(map(get, self.split(text), repeat(-1)), dtype=np.int64)
 
     def unknown_symbols(self, text: str) -> list[str]:
         """Distinct tokens of ``text`` missing from the vocabulary, in order of first appearance."""
-        seen: dict[str, None] = {}
-        for tok in self.split(text):
-            if tok not in self.stoi:
-                seen.setdefault(tok, None)
-        return list(seen)
+        return list(dict.fromkeys(tok for tok in self.split(text) if tok not in self.stoi))
 
     def encode(self, text: str, unknown: str = "error") -> np.ndarray:
-        """Text -> int64 ids. Unknown symbols: map to ``<unk>`` if there is one, else follow ``unknown``."""
+        """Text -> int64 ids; unknown symbols map to ``<unk>`` if any, else follow ``unknown``.
+
+        ``error`` raises a one-line TokenizerError naming up to 10 of them, ``drop`` drops them,
+        ``warn`` drops them with one UnknownSymbolsWarning per call.
+        """
         if unknown not in UNKNOWN_POLICIES:
-            raise TokenizerError(
+            raise ConfigError(
                 f"--unknown must be one of {', '.join(UNKNOWN_POLICIES)}, got {unknown!r}"
             )
-        ids = [self.stoi.get(tok, -1) for tok in self.split(text)]
-        return self._apply_policy(np.array(ids, dtype=np.int64), text, unknown)
+        return self._apply_policy(self._lookup(text), text, unknown)
 
     def _apply_policy(self, ids: np.ndarray, text: str, unknown: str) -> np.ndarray:
         missing = ids < 0
@@ -81,59 +100,65 @@ class Tokenizer:
             ids[missing] = self.unk_id
             return ids
         symbols = self.unknown_symbols(text)
-        shown = ", ".join(repr(s) for s in symbols[:10]) + (" ..." if len(symbols) > 10 else "")
+        shown = ", ".join(repr(s) for s in symbols[:SHOWN_UNKNOWN])
+        more = f" and {len(symbols) - SHOWN_UNKNOWN} more" if len(symbols) > SHOWN_UNKNOWN else ""
         if unknown == "error":
             raise TokenizerError(
-                f"{len(symbols)} symbol(s) not in the model's vocabulary: {shown}; "
-                "pass --unknown drop to drop them"
+                f"{len(symbols)} symbol(s) not in the vocabulary: {shown}{more}; "
+                "pass --unknown drop (or --unknown warn) to leave them out"
             )
         if unknown == "warn":
             warnings.warn(
-                f"dropped {len(symbols)} symbol(s) not in the vocabulary: {shown}",
+                f"dropped {int(missing.sum())} occurrence(s) of {len(symbols)} symbol(s) not in "
+                f"the vocabulary: {shown}{more}",
                 UnknownSymbolsWarning,
                 stacklevel=3,
             )
         return ids[~missing]
 
     def decode(self, ids: Iterable[int] | np.ndarray | Any) -> str:
-        """ids -> text (``<unk>`` becomes U+FFFD)."""
-        if hasattr(ids, "tolist"):
-            ids = ids.tolist()
+        """ids (list, NumPy or torch, 1-D) -> text; ``<unk>`` becomes U+FFFD."""
+        seq = _id_list(ids)
+        if not seq:
+            return ""
+        pieces = self._pieces
         try:
-            return "".join(UNK_TEXT if i == self.unk_id else self.vocab[i] for i in ids)
-        except (IndexError, TypeError):
-            raise TokenizerError(
-                f"an id outside the vocabulary of {self.vocab_size} symbols"
-            ) from None
+            _check_range(min(seq), max(seq), len(pieces))
+            return "".join([pieces[i] for i in seq])
+        except TypeError:
+            raise TokenizerError("decode takes a 1-D sequence of integer ids") from None
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready form: format, version, kind, vocab (id order) and the unk id."""
         return {
             "format": FORMAT,
             "version": VERSION,
             "kind": self.kind,
-            "vocab": self.vocab,
+            "vocab": list(self.vocab),
             "unk": self.unk_id,
         }
 
     @classmethod
     def from_dict(cls, data: Any) -> Tokenizer:
+        """The tokenizer ``to_dict`` described; TokenizerError (one line) when malformed."""
         if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise TokenizerError("not a chargen tokenizer")
+            raise TokenizerError('not a chargen tokenizer (no "format": "chargen-tokenizer")')
         if data.get("version") != VERSION:
             raise TokenizerError(
-                f"tokenizer format version {data.get('version')!r} is not supported"
+                f"tokenizer format version {data.get('version')!r} is not supported "
+                f"(this chargen reads version {VERSION})"
             )
-        vocab, unk, kind = data.get("vocab"), data.get("unk"), data.get("kind")
-        if not isinstance(vocab, list) or not all(isinstance(t, str) for t in vocab):
-            raise TokenizerError("tokenizer vocabulary must be a list of strings")
-        if unk is not None and not (isinstance(unk, int) and 0 <= unk < len(vocab)):
-            raise TokenizerError("tokenizer unk id is out of range")
-        classes = {"char": CharTokenizer, "word": WordTokenizer}
+        kind = data.get("kind")
+        classes: dict[str, type[Tokenizer]] = {"char": CharTokenizer, "word": WordTokenizer}
         if kind not in classes:
-            raise TokenizerError(f"unknown tokenizer kind {kind!r}")
+            raise TokenizerError(f"unknown tokenizer kind {kind!r} (expected char or word)")
+        vocab, unk = data.get("vocab"), data.get("unk")
+        if not isinstance(vocab, list):
+            raise TokenizerError("tokenizer vocabulary must be a list of strings")
         return classes[kind](vocab, unk)
 
     def save(self, path: str | Path) -> None:
+        """Write the JSON form atomically (UTF-8, non-ASCII symbols kept as they are)."""
         atomic_write_json(path, self.to_dict())
 
 
@@ -143,66 +168,159 @@ class CharTokenizer(Tokenizer):
     kind = "char"
 
     def __init__(self, vocab: list[str], unk_id: int | None = None) -> None:
-        if any(len(tok) != 1 for tok in vocab if tok != UNK):
-            raise TokenizerError("a character vocabulary holds single characters")
         super().__init__(vocab, unk_id)
-        points = np.array([ord(t) if t != UNK else -1 for t in self.vocab], dtype=np.int64)
-        # dense code point -> id table (4.5 MB): one gather per character, no search
-        self._table = np.full(MAX_CODE_POINT + 1, -1, dtype=np.int32)
-        valid = points >= 0
-        self._table[points[valid]] = np.flatnonzero(valid).astype(np.int32)
+        if any(len(tok) != 1 for i, tok in enumerate(self.vocab) if i != unk_id):
+            raise TokenizerError("a character vocabulary holds single characters (and <unk>)")
+        ids = np.array([i for i in range(self.vocab_size) if i != unk_id], dtype=np.int64)
+        points = np.array([ord(self.vocab[i]) for i in ids], dtype=np.int64)
+        # code point -> id, one past the largest known code point: take(mode="clip") sends every
+        # larger code point to that last slot, which holds -1 (unknown)
+        self._table = np.full(int(points.max(initial=-1)) + 2, -1, dtype=np.int64)
+        self._table[points] = ids
+        # id -> code point, for vectorised decoding (<unk> -> U+FFFD)
+        self._points = np.array([ord(p) for p in self._pieces], dtype=np.uint32)
 
     @classmethod
-    def build(cls, text: str) -> CharTokenizer:
-        return cls(sorted(set(text)))
+    def build(cls, text: str, max_vocab: int | None = None) -> CharTokenizer:
+        """Vocabulary of ``text``'s distinct characters in code-point order (see ``from_counts``)."""
+        if not text:
+            raise TokenizerError(EMPTY_TEXT)
+        if max_vocab is None:
+            return cls(sorted(set(text)))
+        return cls.from_counts(Counter(text), max_vocab)
+
+    @classmethod
+    def from_counts(cls, counts: Mapping[str, int], max_vocab: int | None = None) -> CharTokenizer:
+        """Vocabulary from character counts whose insertion order is first appearance."""
+        return cls(*_ranked_vocab(counts, max_vocab))
 
     def split(self, text: str) -> list[str]:
+        """One token per character."""
         return list(text)
 
-    def unknown_symbols(self, text: str) -> list[str]:
-        ids = self._lookup(text)
-        points = _code_points(text)[ids < 0]
-        _, first = np.unique(points, return_index=True)
-        return [chr(int(points[i])) for i in sorted(first)]
-
     def _lookup(self, text: str) -> np.ndarray:
-        """int32 id per character, -1 where the vocabulary lacks it."""
-        return self._table[_code_points(text)]
-
-    def encode(self, text: str, unknown: str = "error") -> np.ndarray:
-        if unknown not in UNKNOWN_POLICIES:
-            raise TokenizerError(
-                f"--unknown must be one of {', '.join(UNKNOWN_POLICIES)}, got {unknown!r}"
+        """int64 id per character, -1 where the vocabulary lacks it (in 1M-char pieces)."""
+        out = np.empty(len(text), dtype=np.int64)
+        for start in range(0, len(text), CHUNK_CHARS):
+            points = _code_points(text[start : start + CHUNK_CHARS])
+            self._table.take(
+                points.view(np.int32), mode="clip", out=out[start : start + len(points)]
             )
-        return self._apply_policy(self._lookup(text).astype(np.int64), text, unknown)
+        return out
+
+    def decode(self, ids: Iterable[int] | np.ndarray | Any) -> str:
+        """ids (list, NumPy or torch, 1-D) -> text; long inputs are decoded without a Python loop."""
+        if isinstance(ids, (list, tuple)) and len(ids) < SMALL_DECODE:
+            return super().decode(ids)
+        arr = _id_array(ids)
+        if not arr.size:
+            return ""
+        _check_range(int(arr.min()), int(arr.max()), self.vocab_size)
+        return self._points.take(arr).tobytes().decode("utf-32-le", "surrogatepass")
+
+    def unknown_symbols(self, text: str) -> list[str]:
+        """Distinct characters missing from the vocabulary, in order of first appearance."""
+        missing = np.flatnonzero(self._lookup(text) < 0)
+        if not len(missing):
+            return []
+        return list(dict.fromkeys(text[i] for i in missing.tolist()))
 
 
 class WordTokenizer(Tokenizer):
-    """Words, single punctuation marks and whitespace runs; optional ``<unk>`` past ``max_vocab``."""
+    """Words, single punctuation marks and whitespace runs; ``<unk>`` when built with ``max_vocab``."""
 
     kind = "word"
 
     @classmethod
     def build(cls, text: str, max_vocab: int | None = None) -> WordTokenizer:
-        return cls.from_counts(Counter(WORD_PATTERN.findall(text)), max_vocab)
+        """Vocabulary of ``text``'s distinct tokens, sorted (see ``from_counts`` for ``max_vocab``)."""
+        counts: Counter[str] = Counter()
+        for piece in _word_pieces(text):
+            counts.update(WORD_PATTERN.findall(piece))
+        return cls.from_counts(counts, max_vocab)
 
     @classmethod
-    def from_counts(cls, counts: Counter[str], max_vocab: int | None = None) -> WordTokenizer:
+    def from_counts(cls, counts: Mapping[str, int], max_vocab: int | None = None) -> WordTokenizer:
         """Vocabulary from token counts whose insertion order is first appearance.
 
-        Past ``max_vocab`` the most frequent ``max_vocab - 1`` tokens are kept (ties: first
-        seen first) plus ``<unk>``.
+        Without ``max_vocab``: every token, sorted, no ``<unk>``. With it: ``<unk>`` at id 0 plus
+        the ``max_vocab - 1`` most frequent tokens (ties: first seen first), sorted.
         """
-        if max_vocab is None or len(counts) <= max_vocab:
-            return cls(sorted(counts))
-        if max_vocab < 2:
-            raise TokenizerError("--max-vocab must be at least 2 (one word and <unk>)")
-        first = {tok: i for i, tok in enumerate(counts)}
-        ranked = sorted(counts, key=lambda t: (-counts[t], first[t]))[: max_vocab - 1]
-        return cls([UNK, *sorted(ranked)], 0)
+        return cls(*_ranked_vocab(counts, max_vocab))
 
     def split(self, text: str) -> list[str]:
+        """Words, single punctuation marks and whitespace runs, in order."""
         return WORD_PATTERN.findall(text)
+
+    def _lookup(self, text: str) -> np.ndarray:
+        """int64 id per token, -1 where unknown; long texts go in pieces (no full token list)."""
+        get = self.stoi.get
+        parts = [
+            np.fromiter(map(get, WORD_PATTERN.findall(piece), repeat(-1)), dtype=np.int64)
+            for piece in _word_pieces(text)
+        ]
+        return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+
+
+def _check_vocab(vocab: Any, unk_id: Any) -> None:
+    """TokenizerError (one line) unless ``vocab`` is distinct non-empty strings and ``unk_id`` fits."""
+    if not isinstance(vocab, list) or not vocab:
+        raise TokenizerError("a vocabulary needs at least one symbol")
+    if not all(isinstance(tok, str) and tok for tok in vocab):
+        raise TokenizerError("tokenizer vocabulary must be a list of non-empty strings")
+    if len(set(vocab)) != len(vocab):
+        raise TokenizerError("a vocabulary must not repeat a symbol")
+    if unk_id is not None:
+        if isinstance(unk_id, bool) or not isinstance(unk_id, int):
+            raise TokenizerError(f"tokenizer unk id must be an integer or null, got {unk_id!r}")
+        if not 0 <= unk_id < len(vocab) or vocab[unk_id] != UNK:
+            raise TokenizerError(f"tokenizer unk id {unk_id} does not point at {UNK}")
+    elif UNK in vocab:  # never a plain token: the word pattern splits it into "<", "unk", ">"
+        raise TokenizerError(f"tokenizer vocabulary holds {UNK} but no unk id")
+
+
+def _ranked_vocab(counts: Mapping[str, int], max_vocab: int | None) -> tuple[list[str], int | None]:
+    """(vocab, unk_id): all tokens sorted, or ``<unk>`` + the ``max_vocab - 1`` most frequent."""
+    if not counts:
+        raise TokenizerError(EMPTY_TEXT)
+    if max_vocab is None:
+        return sorted(counts), None
+    if isinstance(max_vocab, bool) or not isinstance(max_vocab, int) or max_vocab < 2:
+        raise ConfigError(
+            f"--max-vocab must be an integer >= 2 (a token and <unk>), got {max_vocab!r}"
+        )
+    first = {tok: i for i, tok in enumerate(counts)}
+    kept = sorted(counts, key=lambda t: (-counts[t], first[t]))[: max_vocab - 1]
+    return [UNK, *sorted(kept)], 0
+
+
+def _id_list(ids: Any) -> list[Any]:
+    """A list of ids from a list, tuple, NumPy array or torch tensor (1-D)."""
+    if hasattr(ids, "tolist"):
+        ids = ids.tolist()
+    if isinstance(ids, (int, str, bytes)) or not isinstance(ids, Iterable):
+        raise TokenizerError("decode takes a 1-D sequence of integer ids")
+    return list(ids)
+
+
+def _id_array(ids: Any) -> np.ndarray:
+    """A 1-D integer NumPy array from a list, tuple, NumPy array or torch tensor (any device)."""
+    if hasattr(ids, "detach"):
+        ids = ids.detach().cpu().numpy()
+    try:
+        arr = np.asarray(ids)
+    except (TypeError, ValueError):
+        raise TokenizerError("decode takes a 1-D sequence of integer ids") from None
+    if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
+        raise TokenizerError("decode takes a 1-D sequence of integer ids")
+    return arr
+
+
+def _check_range(low: int, high: int, size: int) -> None:
+    """TokenizerError unless every id lies in ``[0, size)``."""
+    if low < 0 or high >= size:
+        bad = low if low < 0 else high
+        raise TokenizerError(f"id {bad} is outside the vocabulary of {size} symbols")
 
 
 def _code_points(text: str) -> np.ndarray:
@@ -210,24 +328,43 @@ def _code_points(text: str) -> np.ndarray:
     return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
 
 
+def _word_pieces(text: str) -> Iterator[str]:
+    """``text`` in pieces of about ``CHUNK_CHARS`` cut just before a whitespace run.
+
+    No token spans such a cut, so tokenising the pieces one by one equals tokenising the whole.
+    """
+    start = 0
+    while len(text) - start > CHUNK_CHARS:
+        match = _WORD_CUT.search(text, start + CHUNK_CHARS)
+        if match is None:
+            break
+        yield text[start : match.start() + 1]
+        start = match.start() + 1
+    if start < len(text):
+        yield text[start:]
+
+
 def build_tokenizer(kind: str, text: str, *, max_vocab: int | None = None) -> Tokenizer:
-    """A new vocabulary of ``kind`` (``char`` | ``word``) from ``text``."""
+    """A new vocabulary of ``kind`` (``char`` | ``word``) from ``text``; see the module notes."""
     if kind == "char":
-        return CharTokenizer.build(text)
+        return CharTokenizer.build(text, max_vocab)
     if kind == "word":
         return WordTokenizer.build(text, max_vocab)
-    raise TokenizerError(f"--tokenizer must be char or word, got {kind!r}")
+    raise ConfigError(f"--tokenizer must be {' or '.join(KINDS)}, got {kind!r}")
 
 
 def load_tokenizer(path: str | Path) -> Tokenizer:
-    """Read a tokenizer JSON file; TokenizerError naming the file when missing or malformed."""
+    """Read a tokenizer JSON file; a one-line TokenizerError naming the file when it is
+    missing, unreadable, not JSON, or not a chargen tokenizer."""
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise TokenizerError(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise TokenizerError(f"{path}: unreadable or corrupt tokenizer ({exc})") from None
+        raise TokenizerError(f"{path}: tokenizer file not found") from None
+    except OSError as exc:
+        raise TokenizerError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise TokenizerError(f"{path}: corrupt tokenizer file, not UTF-8 JSON ({exc})") from None
     try:
         return Tokenizer.from_dict(data)
     except TokenizerError as exc:
