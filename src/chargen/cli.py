@@ -30,7 +30,7 @@ FLAG_HELP = {
     "errors": "undecodable bytes: strict (default), replace or ignore",
     "lowercase": "lower-case the text, as the book does",
     "tokenizer": "char (default) or word",
-    "max_vocab": "word tokenizer: keep the most frequent tokens plus <unk>",
+    "max_vocab": "keep the most frequent tokens (characters or words) plus <unk>",
     "data_dir": "folder holding nietzsche.txt / tinyshakespeare.txt (or set CHARGEN_DATA)",
     "family": "lstm or gru",
     "embed_dim": "embedding size; 0 feeds one-hot vectors as the book does",

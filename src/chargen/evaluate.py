@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from chargen.data import eval_streams
 from chargen.models import RNNLanguageModel
+from chargen.tokenizer import UNK
 
 LN2 = math.log(2.0)
 
@@ -34,8 +35,8 @@ class EvalResult:
 
 
 def token_char_lengths(vocab: list[str]) -> np.ndarray:
-    """Characters spelled by each token id (at least 1, so a special token still counts)."""
-    return np.array([max(1, len(tok)) for tok in vocab], dtype=np.int64)
+    """Characters spelled by each token id; ``<unk>`` (decoded as U+FFFD) and any empty token count 1."""
+    return np.array([1 if tok == UNK else max(1, len(tok)) for tok in vocab], dtype=np.int64)
 
 
 def _result(total_nats: float, tokens: int, chars: int) -> EvalResult:

@@ -154,57 +154,91 @@ def _generate_ids(
 ) -> list[Sample]:
     device = model.head.weight.device
     rows = num_samples
-    prompt = torch.tensor(ids, dtype=torch.long, device=device)
     state = expand_state(read_prompt(model, ids), rows)
     history = torch.empty((rows, len(ids) + length), dtype=torch.long, device=device)
-    history[:, : len(ids)] = prompt
-    last = history[:, len(ids) - 1 : len(ids)]
+    history[:, : len(ids)] = torch.tensor(ids, dtype=torch.long, device=device)
+    chosen = torch.zeros((rows, length), dtype=torch.float32)
+    entropies = torch.zeros((rows, length), dtype=torch.float32)
     seeds = [seed + r for r in range(rows)]
-    samples = [Sample(text="", seed=s) for s in seeds]
-    texts = [""] * rows
-    emitted = [0] * rows
-    active = list(range(rows))
     watcher = StopWatcher(stop)
+    # text is followed token by token only when someone reads it as it is made
+    follow = _TextFollower(tokenizer, rows, watcher, on_text) if watcher.stops or on_text else None
     stepper = FusedStepper(model)
     n = len(ids)
+    made = 0
     for t in range(length):
-        logits, state = stepper.step(last[:, 0], state)
+        logits, state = stepper.step(history[:, n - 1], state)
         logprobs = process_logits(logits.float(), history[:, :n], sampling)
         nxt = select_next(logprobs, uniforms(seeds, t))
-        chosen = logprobs.gather(1, nxt[:, None])[:, 0].tolist()
-        ents = entropy(logprobs).tolist()
+        chosen[:, t] = logprobs.gather(1, nxt[:, None])[:, 0].cpu()
+        entropies[:, t] = entropy(logprobs).cpu()
         history[:, n] = nxt
-        last = history[:, n : n + 1]
         n += 1
-        still: list[int] = []
-        for r in active:
-            tok = int(nxt[r])
-            piece = tokenizer.decode([tok])
-            sample = samples[r]
-            sample.tokens.append(tok)
-            sample.logprobs.append(chosen[r])
-            sample.entropies.append(ents[r])
-            sample.pieces.append(piece)
-            before = len(texts[r])
-            texts[r] += piece
-            hit = watcher.find(texts[r], before) if watcher.stops else None
+        made += 1
+        if follow is not None and not follow.advance(nxt.tolist()):
+            break
+    generated = history[:, len(ids) : len(ids) + made].cpu().tolist()
+    samples = []
+    for r in range(rows):
+        count = follow.counts[r] if follow is not None else made
+        tokens = generated[r][:count]
+        pieces = [tokenizer.decode([tok]) for tok in tokens]
+        text = follow.finish(r) if follow is not None else "".join(pieces)
+        samples.append(
+            Sample(
+                text=text,
+                seed=seeds[r],
+                tokens=tokens,
+                pieces=pieces,
+                logprobs=chosen[r, :count].tolist(),
+                entropies=entropies[r, :count].tolist(),
+                stop=follow.stops[r] if follow is not None else None,
+            )
+        )
+    return samples
+
+
+class _TextFollower:
+    """Per-sample text as it is made: stop sequences and the streaming callback."""
+
+    def __init__(
+        self, tokenizer: Tokenizer, rows: int, watcher: StopWatcher, on_text: TokenCallback | None
+    ):
+        self.tokenizer = tokenizer
+        self.watcher = watcher
+        self.on_text = on_text
+        self.texts = [""] * rows
+        self.emitted = [0] * rows
+        self.counts = [0] * rows
+        self.stops: list[str | None] = [None] * rows
+        self.active = list(range(rows))
+
+    def advance(self, tokens: list[int]) -> bool:
+        """Take one new token per row; False once every row has stopped."""
+        still = []
+        for r in self.active:
+            self.counts[r] += 1
+            before = len(self.texts[r])
+            self.texts[r] += self.tokenizer.decode([tokens[r]])
+            hit = self.watcher.find(self.texts[r], before) if self.watcher.stops else None
             if hit is not None:
-                texts[r] = texts[r][: hit[0]]
-                sample.stop = hit[1]
-            end = len(texts[r]) if hit is not None else watcher.safe_end(texts[r])
-            if on_text is not None and end > emitted[r]:
-                on_text(r, texts[r][emitted[r] : end])
-            emitted[r] = max(emitted[r], end)
+                self.texts[r] = self.texts[r][: hit[0]]
+                self.stops[r] = hit[1]
+            end = len(self.texts[r]) if hit is not None else self.watcher.safe_end(self.texts[r])
+            if self.on_text is not None and end > self.emitted[r]:
+                self.on_text(r, self.texts[r][self.emitted[r] : end])
+            self.emitted[r] = max(self.emitted[r], end)
             if hit is None:
                 still.append(r)
-        active = still
-        if not active:
-            break
-    for r in range(rows):
-        if on_text is not None and len(texts[r]) > emitted[r]:
-            on_text(r, texts[r][emitted[r] :])
-        samples[r].text = texts[r]
-    return samples
+        self.active = still
+        return bool(still)
+
+    def finish(self, r: int) -> str:
+        """Flush what was held back (a possible stop-sequence start) and return the text."""
+        if self.on_text is not None and len(self.texts[r]) > self.emitted[r]:
+            self.on_text(r, self.texts[r][self.emitted[r] :])
+            self.emitted[r] = len(self.texts[r])
+        return self.texts[r]
 
 
 def read_prompt(model: RNNLanguageModel, ids: list[int]) -> State:

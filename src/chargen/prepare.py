@@ -227,12 +227,20 @@ def prepare(
         chars = 0
         if tokenizer == "char":
             symbols: set[str] = set()
+            char_counts: Counter[str] = Counter()  # only needed to rank symbols for --max-vocab
             for chunk in reader.chunks():
-                symbols.update(chunk)
+                if max_vocab is None:
+                    symbols.update(chunk)
+                else:
+                    char_counts.update(chunk)
                 chars += len(chunk)
-            if not symbols:
+            if not symbols and not char_counts:
                 raise CorpusError(f"{source}: the text is empty")
-            tok: Tokenizer = CharTokenizer(sorted(symbols))
+            tok: Tokenizer = (
+                CharTokenizer(sorted(symbols))
+                if max_vocab is None
+                else CharTokenizer.from_counts(char_counts, max_vocab)
+            )
         else:
             counts: Counter[str] = Counter()
             for piece in _word_pieces(reader.chunks()):
