@@ -59,7 +59,7 @@ class Run:
         **sampling: Any,
     ) -> list[Sample]:
         """``num_samples`` continuations with per-token log-probabilities and entropies."""
-        cfg = _sampling_config(temperature, sampling)
+        cfg = SamplingConfig.from_dict({"temperature": temperature, **sampling})
         return generate(
             self.model,
             self.tokenizer,
@@ -71,14 +71,6 @@ class Run:
             stop=stop,
             unknown=unknown,
         )
-
-
-def _sampling_config(temperature: float, extra: dict[str, Any]) -> SamplingConfig:
-    names = {f.name for f in dataclasses.fields(SamplingConfig)}
-    unknown = sorted(set(extra) - names)
-    if unknown:
-        raise ConfigError(f"unknown sampling option(s): {', '.join(unknown)}")
-    return SamplingConfig(temperature=temperature, **extra).validate()
 
 
 def load(run_dir: str | Path, which: str = "best", device: str = "cpu") -> Run:
