@@ -20,7 +20,7 @@ MODEL_FAMILIES = ("lstm", "gru")
 BATCHING_SCHEMES = ("streams", "windows")
 OPTIMIZERS = ("adamw", "rmsprop", "adam", "sgd")
 SCHEDULES = ("cosine", "constant")
-TOKENIZER_KINDS = ("char", "word")
+TOKENIZER_KINDS = ("char", "word", "bpe")
 SAMPLE_TEMPERATURES = (0.2, 0.5, 1.0, 1.2)
 
 
