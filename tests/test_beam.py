@@ -132,8 +132,8 @@ def test_beam_search_properties_on_random_models(
     assert search(model, last, width=1, length=length, length_penalty=alpha) == [
         (tokens, pytest.approx(total / norm, abs=1e-9))
     ]
-    # any width: results are sorted, distinct, of the right length, scored exactly, and the
-    # best never loses to greedy
+    # any width: results are sorted, distinct, of the right length and scored exactly (the best
+    # may lose to greedy: a narrow beam can prune greedy's prefix, hypothesis found such a model)
     for width in (2, 3, 5):
         found = search(model, last, width=width, length=length, length_penalty=alpha)
         assert len(found) == min(width, V**length)
@@ -142,7 +142,6 @@ def test_beam_search_properties_on_random_models(
         assert [s for _, s in found] == sorted((s for _, s in found), reverse=True)
         truth = {tuple(seq): s / norm for seq, s in exact}
         assert all(s == pytest.approx(truth[tuple(seq)], abs=1e-9) for seq, s in found)
-        assert found[0][1] >= total / norm - 1e-9
 
 
 def test_the_beam_escapes_the_greedy_trap_by_hand() -> None:

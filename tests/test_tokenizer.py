@@ -236,7 +236,7 @@ def test_bad_unknown_policy() -> None:
 
 def test_bad_kind() -> None:
     with pytest.raises(ConfigError, match="char or word"):
-        build_tokenizer("bpe", "abc")
+        build_tokenizer("sentencepiece", "abc")
 
 
 def test_empty_text_has_no_vocabulary() -> None:

@@ -18,7 +18,7 @@ from chargen.config import DEFAULT_PRESET, DataConfig, ModelConfig, TrainConfig,
 from chargen.errors import ConfigError
 from chargen.evaluate import EvalResult
 from chargen.generate import Sample, generate
-from chargen.models import RNNLanguageModel
+from chargen.models import LanguageModel
 from chargen.reporting import ConsoleReporter, Reporter
 from chargen.sampling import SamplingConfig
 from chargen.tokenizer import Tokenizer
@@ -32,7 +32,7 @@ class Run:
     path: Path
     config: ckpt.RunConfig
     tokenizer: Tokenizer
-    model: RNNLanguageModel
+    model: LanguageModel
 
     def generate(
         self,

@@ -30,7 +30,7 @@ from chargen import __version__
 from chargen.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from chargen.config import DataConfig, ModelConfig, TrainConfig
 from chargen.errors import ChargenError, CheckpointError
-from chargen.models import RNNLanguageModel, build_model
+from chargen.models import LanguageModel, build_model
 from chargen.tokenizer import Tokenizer, load_tokenizer
 
 RUN_FORMAT = "chargen-run"
@@ -148,9 +148,23 @@ def save_tokenizer(run: Path, tokenizer: Tokenizer) -> None:
     tokenizer.save(run / TOKENIZER)
 
 
+def unique_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """``model.state_dict()`` without aliases: a tied matrix (one tensor under two names) is
+    kept under its first name only, and ``model.load_state_dict`` of it restores both."""
+    seen: set[tuple[int, tuple[int, ...]]] = set()
+    out: dict[str, torch.Tensor] = {}
+    for name, tensor in model.state_dict().items():
+        key = (tensor.data_ptr(), tuple(tensor.shape))
+        if tensor.numel() and key in seen:
+            continue
+        seen.add(key)
+        out[name] = tensor
+    return out
+
+
 def weights_bytes(model: torch.nn.Module, metadata: dict[str, str] | None = None) -> bytes:
-    """safetensors bytes of the model's parameters (contiguous copies, shared storage split)."""
-    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    """safetensors bytes of the model's parameters (contiguous CPU copies, aliases once)."""
+    tensors = {k: v.detach().contiguous().cpu() for k, v in unique_state(model).items()}
     return st_save(tensors, metadata=metadata)
 
 
@@ -188,7 +202,7 @@ def load_weights_into(model: torch.nn.Module, path: Path) -> dict[str, str]:
 
 
 def _load_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:
-    expected = model.state_dict()
+    expected = unique_state(model)
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     if missing or unexpected:
@@ -202,7 +216,7 @@ def _load_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor], path: 
                 f"{path}: {name} has shape {tuple(tensor.shape)}, the configured model needs "
                 f"{tuple(expected[name].shape)} (tokenizer or config does not match the weights?)"
             )
-    model.load_state_dict(tensors)
+    model.load_state_dict(tensors, strict=False)  # names checked above; aliases follow
 
 
 def save_trainer_state(
@@ -214,7 +228,7 @@ def save_trainer_state(
 ) -> None:
     """One atomic file with weights, optimizer state, RNG state, carried state and ``meta``."""
     tensors: dict[str, torch.Tensor] = {
-        f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()
+        f"model.{k}": v.detach().contiguous().cpu() for k, v in unique_state(model).items()
     }
     opt_state = optimizer.state_dict()
     scalars: dict[str, dict[str, Any]] = {}
@@ -311,7 +325,7 @@ class MetricsLog:
 
 def load_run(
     run_dir: str | os.PathLike[str], which: str = "best", device: str = "cpu"
-) -> tuple[RunConfig, Tokenizer, RNNLanguageModel]:
+) -> tuple[RunConfig, Tokenizer, LanguageModel]:
     """Config, tokenizer and model of a run; ``which`` is ``best`` or ``last`` weights.
 
     ``best`` falls back to the last weights when no evaluation has happened yet.

@@ -32,11 +32,16 @@ FLAG_HELP = {
     "tokenizer": "char (default), word, or bpe (subword pieces; needs chargen[bpe])",
     "max_vocab": "char/word: keep the most frequent tokens plus <unk>; bpe: the target vocabulary size (default 1024)",
     "data_dir": "folder holding nietzsche.txt / tinyshakespeare.txt (or set CHARGEN_DATA)",
-    "family": "lstm or gru",
-    "embed_dim": "embedding size; 0 feeds one-hot vectors as the book does",
-    "hidden_size": "units per recurrent layer",
-    "num_layers": "recurrent layers",
-    "dropout": "dropout on inputs, outputs and between layers",
+    "family": "lstm, gru or transformer",
+    "embed_dim": "token embedding width; 0 feeds one-hot vectors as the book does (RNNs)",
+    "hidden_size": "units per recurrent layer, or the transformer's model width",
+    "num_layers": "recurrent layers or transformer blocks",
+    "dropout": "dropout on inputs, outputs and between layers (and on attention)",
+    "tie_weights": "share the embedding matrix with the output head",
+    "layer_norm": "RNNs: layer-normalise the top layer's output before the head",
+    "num_heads": "transformer: attention heads",
+    "context_size": "transformer: tokens each position attends to (sliding window)",
+    "positions": "transformer: rotary (default; one cached step per token) or learned",
     "batching": "streams (truncated BPTT, default) or windows (the book's scheme)",
     "batch_size": "streams (or windows) per step",
     "seq_len": "streams: tokens per step and stream (BPTT length)",
@@ -620,7 +625,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoding")
     p.add_argument("--errors", choices=("strict", "replace", "ignore"), default="strict")
     p.add_argument("--lowercase", action="store_true")
-    p.add_argument("--tokenizer", choices=("char", "word"), default="char")
+    p.add_argument("--tokenizer", choices=("char", "word", "bpe"), default="char")
     p.add_argument("--max-vocab", type=int)
     p.add_argument("--data-dir")
     p.add_argument("--overwrite", action="store_true")

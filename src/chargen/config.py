@@ -16,7 +16,8 @@ from chargen.errors import ConfigError
 
 T = TypeVar("T")
 
-MODEL_FAMILIES = ("lstm", "gru")
+MODEL_FAMILIES = ("lstm", "gru", "transformer")
+POSITION_KINDS = ("rotary", "learned")
 BATCHING_SCHEMES = ("streams", "windows")
 OPTIMIZERS = ("adamw", "rmsprop", "adam", "sgd")
 SCHEDULES = ("cosine", "constant")
@@ -38,9 +39,14 @@ def _from_dict(cls: type[T], data: dict[str, Any], what: str) -> T:
 
 @dataclass
 class ModelConfig:
-    """The network: token embedding -> recurrent layers -> linear head over the vocabulary.
+    """The network: token embedding -> LSTM / GRU / Transformer layers -> linear head.
 
-    ``embed_dim = 0`` feeds one-hot vectors straight into the first layer, as the seed program does.
+    ``embed_dim`` is the token embedding width (``0`` feeds one-hot vectors straight into the
+    first recurrent layer, as the seed program does); ``hidden_size`` is the recurrent width or
+    the Transformer's model width, with a linear map between the two when they differ.
+    ``tie_weights`` shares the embedding matrix with the output head; ``layer_norm`` normalises
+    the top recurrent layer's output (Transformers always use pre-norm blocks).
+    ``num_heads``, ``context_size`` and ``positions`` apply to the Transformer only.
     """
 
     family: str = "lstm"
@@ -49,6 +55,11 @@ class ModelConfig:
     hidden_size: int = 512
     num_layers: int = 1
     dropout: float = 0.0
+    tie_weights: bool = False
+    layer_norm: bool = False
+    num_heads: int = 4
+    context_size: int = 256
+    positions: str = "rotary"
 
     def validate(self) -> ModelConfig:
         """Raise ConfigError on an unusable value; return self."""
@@ -60,6 +71,29 @@ class ModelConfig:
         _check_int(self.hidden_size, "--hidden-size", low=1)
         _check_int(self.num_layers, "--layers", low=1)
         _check_float(self.dropout, "--dropout", low=0.0, high=1.0, high_open=True)
+        for flag, value in (("--tie-weights", self.tie_weights), ("--layer-norm", self.layer_norm)):
+            if not isinstance(value, bool):
+                raise ConfigError(f"{flag} must be true or false, got {value!r}")
+        if self.tie_weights and self.embed_dim == 0:
+            raise ConfigError("--tie-weights needs an embedding (--embed-dim > 0)")
+        _check_int(self.num_heads, "--num-heads", low=1)
+        _check_int(self.context_size, "--context-size", low=1)
+        if self.positions not in POSITION_KINDS:
+            raise ConfigError(
+                f"--positions must be one of {', '.join(POSITION_KINDS)}, got {self.positions!r}"
+            )
+        if self.family == "transformer":
+            if self.embed_dim == 0:
+                raise ConfigError("--model transformer needs an embedding (--embed-dim > 0)")
+            if self.hidden_size % self.num_heads:
+                raise ConfigError(
+                    f"--hidden-size ({self.hidden_size}) must be a multiple of --num-heads "
+                    f"({self.num_heads}) for a transformer"
+                )
+            if self.positions == "rotary" and (self.hidden_size // self.num_heads) % 2:
+                raise ConfigError(
+                    "rotary positions need an even head width (--hidden-size / --num-heads)"
+                )
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -192,6 +226,20 @@ class DataConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DataConfig:
         return _from_dict(cls, data, "data config")
+
+
+def check_compatible(model: ModelConfig, train: TrainConfig) -> None:
+    """ConfigError when the model cannot be trained as ``train`` says (a Transformer's
+    training windows must fit its context)."""
+    if model.family != "transformer":
+        return
+    length, flag = (
+        (train.seq_len, "--seq-len") if train.batching == "streams" else (train.maxlen, "--maxlen")
+    )
+    if length > model.context_size:
+        raise ConfigError(
+            f"{flag} ({length}) must be <= --context-size ({model.context_size}) for a transformer"
+        )
 
 
 @dataclass(frozen=True)

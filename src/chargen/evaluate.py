@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from chargen.data import eval_streams
-from chargen.models import RNNLanguageModel
+from chargen.models import LanguageModel
 from chargen.tokenizer import UNK
 
 LN2 = math.log(2.0)
@@ -46,7 +46,7 @@ def _result(total_nats: float, tokens: int, chars: int) -> EvalResult:
 
 @torch.inference_mode()
 def evaluate_streams(
-    model: RNNLanguageModel,
+    model: LanguageModel,
     ids: np.ndarray,
     char_lengths: np.ndarray,
     *,
@@ -80,7 +80,7 @@ def evaluate_streams(
 
 @torch.inference_mode()
 def evaluate_windows(
-    model: RNNLanguageModel,
+    model: LanguageModel,
     ids: np.ndarray,
     char_lengths: np.ndarray,
     *,

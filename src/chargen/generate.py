@@ -15,8 +15,7 @@ import torch
 
 from chargen.beam import beam_search
 from chargen.errors import ConfigError, TokenizerError
-from chargen.models import RNNLanguageModel, State, expand_state, select_state
-from chargen.models.stepper import FusedStepper
+from chargen.models import LanguageModel, State, build_stepper, expand_state, select_state
 from chargen.rng import uniforms
 from chargen.sampling import SamplingConfig, entropy, process_logits, select_next
 from chargen.tokenizer import Tokenizer
@@ -109,7 +108,7 @@ class StopWatcher:
 
 @torch.inference_mode()
 def generate(
-    model: RNNLanguageModel,
+    model: LanguageModel,
     tokenizer: Tokenizer,
     prompt: str = "",
     *,
@@ -142,7 +141,7 @@ def generate(
 
 
 def _generate_ids(
-    model: RNNLanguageModel,
+    model: LanguageModel,
     tokenizer: Tokenizer,
     ids: list[int],
     length: int,
@@ -163,7 +162,7 @@ def _generate_ids(
     watcher = StopWatcher(stop)
     # text is followed token by token only when someone reads it as it is made
     follow = _TextFollower(tokenizer, rows, watcher, on_text) if watcher.stops or on_text else None
-    stepper = FusedStepper(model)
+    stepper = build_stepper(model)
     n = len(ids)
     made = 0
     for t in range(length):
@@ -241,7 +240,7 @@ class _TextFollower:
         return self.texts[r]
 
 
-def read_prompt(model: RNNLanguageModel, ids: list[int]) -> State:
+def read_prompt(model: LanguageModel, ids: list[int]) -> State:
     """One-row state after reading every prompt token but the last (which the first step reads)."""
     device = model.head.weight.device
     state = model.initial_state(1, device)
@@ -252,7 +251,7 @@ def read_prompt(model: RNNLanguageModel, ids: list[int]) -> State:
 
 @torch.inference_mode()
 def beam_generate(
-    model: RNNLanguageModel,
+    model: LanguageModel,
     tokenizer: Tokenizer,
     prompt: str = "",
     *,

@@ -13,7 +13,7 @@ import torch
 
 from chargen.errors import ConfigError
 from chargen.generate import encode_prompt, read_prompt, start_token
-from chargen.models import RNNLanguageModel
+from chargen.models import LanguageModel
 from chargen.sampling import SamplingConfig, entropy, process_logits
 from chargen.tokenizer import Tokenizer
 
@@ -45,7 +45,7 @@ class NextTokenTable:
 
 @torch.inference_mode()
 def next_token_table(
-    model: RNNLanguageModel,
+    model: LanguageModel,
     tokenizer: Tokenizer,
     prompt: str,
     temperatures: list[float],

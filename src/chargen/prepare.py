@@ -4,7 +4,8 @@
 back through ``np.memmap``; ``tokenizer.json`` the vocabulary; ``meta.json`` (written last, so
 its presence marks a complete folder) the counts, the split point and the SHA-256 of the source
 bytes. Memory stays bounded by the chunk size whatever the corpus size: pass 1 collects the
-vocabulary, pass 2 encodes and appends.
+vocabulary (for ``bpe``: trains it from the stream of chunks), pass 2 encodes and appends.
+The result equals encoding the whole text with ``build_tokenizer`` of the same kind.
 """
 
 from __future__ import annotations
@@ -26,8 +27,16 @@ from tqdm import tqdm
 from chargen.atomic import atomic_write_json
 from chargen.corpus import BINARY_PROBE, ResolvedSource, resolve_source
 from chargen.data import smallest_id_dtype
-from chargen.errors import CheckpointError, ConfigError, CorpusError, DecodeError
-from chargen.tokenizer import WORD_PATTERN, CharTokenizer, Tokenizer, WordTokenizer, load_tokenizer
+from chargen.errors import CheckpointError, ConfigError, CorpusError, DecodeError, TokenizerError
+from chargen.tokenizer import (
+    KINDS,
+    WORD_PATTERN,
+    BPETokenizer,
+    CharTokenizer,
+    Tokenizer,
+    WordTokenizer,
+    load_tokenizer,
+)
 
 FORMAT = "chargen-data"
 VERSION = 1
@@ -199,8 +208,8 @@ def prepare(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Tokenise ``source`` into data folder ``out`` in two streaming passes; return its metadata."""
-    if tokenizer not in ("char", "word"):
-        raise ConfigError(f"--tokenizer must be char or word, got {tokenizer!r}")
+    if tokenizer not in KINDS:
+        raise ConfigError(f"--tokenizer must be {', '.join(KINDS)}, got {tokenizer!r}")
     folder = Path(out)
     if (folder / META).exists() and not overwrite:
         raise CheckpointError(
@@ -241,6 +250,21 @@ def prepare(
                 if max_vocab is None
                 else CharTokenizer.from_counts(char_counts, max_vocab)
             )
+        elif tokenizer == "bpe":
+            seen = [0]  # characters streamed into training
+
+            def counted(pieces: Iterator[str]) -> Iterator[str]:
+                for piece in pieces:
+                    seen[0] += len(piece)
+                    yield piece
+
+            try:
+                tok = BPETokenizer.train(counted(_word_pieces(reader.chunks())), max_vocab)
+            except TokenizerError:
+                if not seen[0]:
+                    raise CorpusError(f"{source}: the text is empty") from None
+                raise
+            chars = seen[0]
         else:
             counts: Counter[str] = Counter()
             for piece in _word_pieces(reader.chunks()):
@@ -249,7 +273,7 @@ def prepare(
             if not counts:
                 raise CorpusError(f"{source}: the text is empty")
             tok = WordTokenizer.from_counts(counts, max_vocab)
-    if all(s.isspace() for s in tok.vocab if s):
+    if all(s.isspace() for i, s in enumerate(tok.vocab) if i != tok.unk_id):
         raise CorpusError(f"{source}: the text is whitespace only")
     source_sha = reader.sha.hexdigest()
     dtype = smallest_id_dtype(tok.vocab_size)

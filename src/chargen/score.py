@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from chargen.atomic import atomic_write_text
 from chargen.generate import start_token
-from chargen.models import RNNLanguageModel
+from chargen.models import LanguageModel
 from chargen.tokenizer import Tokenizer
 
 CHUNK = 512
@@ -40,7 +40,7 @@ class Scored:
 
 @torch.inference_mode()
 def score_text(
-    model: RNNLanguageModel, tokenizer: Tokenizer, text: str, unknown: str = "warn"
+    model: LanguageModel, tokenizer: Tokenizer, text: str, unknown: str = "warn"
 ) -> Scored:
     """Surprisal of each token of ``text`` (unknown symbols handled by ``unknown``)."""
     model.eval()

@@ -26,14 +26,14 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from chargen import checkpoint as ckpt
-from chargen.config import DataConfig, ModelConfig, TrainConfig
+from chargen.config import DataConfig, ModelConfig, TrainConfig, check_compatible
 from chargen.corpus import load_corpus
 from chargen.data import StreamBatches, WindowBatches, smallest_id_dtype, split_ids
 from chargen.distributed import World, close_world, init_world
 from chargen.errors import ChargenError, TrainingError
 from chargen.evaluate import EvalResult, evaluate_streams, evaluate_windows, token_char_lengths
 from chargen.generate import generate
-from chargen.models import RNNLanguageModel, build_model, count_parameters, detach_state
+from chargen.models import LanguageModel, build_model, count_parameters, detach_state
 from chargen.prepare import is_prepared, open_prepared
 from chargen.reporting import Reporter
 from chargen.sampling import SamplingConfig
@@ -208,7 +208,7 @@ class Trainer:
         self.steps_per_epoch = max(1, self.batches.steps_per_epoch // self.tc.grad_accum)
         self.char_lengths = token_char_lengths(tokenizer.vocab)
         torch.manual_seed(self.tc.seed)
-        self.model: RNNLanguageModel = build_model(config.model).to(self.device)
+        self.model: LanguageModel = build_model(config.model).to(self.device)
         self.net: torch.nn.Module = self.model
         if self.world.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -331,10 +331,12 @@ class Trainer:
                     logits, _ = self.net(x, None)
                     loss = F.cross_entropy(logits[:, -1].float(), y)
                 else:
-                    logits, state = self.net(x, detach_state(self.carry))
+                    carried = self.model.carries_state
+                    logits, state = self.net(x, detach_state(self.carry) if carried else None)
                     flat = logits.reshape(-1, logits.shape[-1]).float()
                     loss = F.cross_entropy(flat, y.reshape(-1))
-                    self.carry = detach_state(state)
+                    if carried:
+                        self.carry = detach_state(state)
                 (loss / accum).backward()
             total += float(loss.detach())
         value = self.world.mean(total / accum, self.device)
@@ -627,6 +629,7 @@ def start_run(
     data.validate()
     model.validate()
     train.validate()
+    check_compatible(model, train)
     ckpt.check_run_dir(out, resume=False, overwrite=overwrite)
 
     def body(world: World) -> TrainResult:

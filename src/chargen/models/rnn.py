@@ -12,12 +12,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from chargen.config import ModelConfig
+from chargen.models.base import LanguageModel, State, tie_or_project
 
-State = tuple[torch.Tensor, ...]
 
-
-class RNNLanguageModel(nn.Module):
-    """Embedding (or one-hot) -> dropout -> LSTM/GRU stack -> dropout -> linear head."""
+class RNNLanguageModel(LanguageModel):
+    """Embedding (or one-hot) -> dropout -> LSTM/GRU stack -> [LayerNorm] -> dropout ->
+    [projection to the embedding width when tied] -> linear head."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -40,8 +40,9 @@ class RNNLanguageModel(nn.Module):
             dropout=config.dropout if config.num_layers > 1 else 0.0,
             batch_first=True,
         )
+        self.norm = nn.LayerNorm(hidden) if config.layer_norm else None
         self.drop = nn.Dropout(config.dropout)
-        self.head = nn.Linear(hidden, vocab)
+        self.proj, self.head = tie_or_project(self.embed, hidden, vocab, config.tie_weights)
 
     @property
     def is_lstm(self) -> bool:
@@ -53,6 +54,15 @@ class RNNLanguageModel(nn.Module):
             return F.one_hot(ids, self.config.vocab_size).to(self.head.weight.dtype)
         return self.embed(ids)
 
+    def output(self, top: torch.Tensor) -> torch.Tensor:
+        """Top-layer outputs (..., hidden) -> logits (..., V)."""
+        if self.norm is not None:
+            top = self.norm(top)
+        top = self.drop(top)
+        if self.proj is not None:
+            top = self.proj(top)
+        return self.head(top)
+
     def forward(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         """Return next-token logits for every position and the state after the last one."""
         x = self.drop(self.embed_ids(ids))
@@ -62,7 +72,7 @@ class RNNLanguageModel(nn.Module):
         else:
             out, h = self.rnn(x, None if state is None else state[0])
             new_state = (h,)
-        return self.head(self.drop(out)), new_state
+        return self.output(out), new_state
 
     def initial_state(self, batch_size: int, device: torch.device | str = "cpu") -> State:
         """All-zero state for ``batch_size`` rows."""
@@ -70,18 +80,3 @@ class RNNLanguageModel(nn.Module):
         dtype = self.head.weight.dtype
         n = 2 if self.is_lstm else 1
         return tuple(torch.zeros(shape, device=device, dtype=dtype) for _ in range(n))
-
-
-def select_state(state: State, index: torch.Tensor) -> State:
-    """Gather rows ``index`` (B',) of every state tensor (batch is dim 1)."""
-    return tuple(s.index_select(1, index) for s in state)
-
-
-def expand_state(state: State, rows: int) -> State:
-    """Repeat a one-row state ``rows`` times."""
-    return tuple(s.expand(-1, rows, -1).contiguous() for s in state)
-
-
-def detach_state(state: State | None) -> State | None:
-    """Cut the autograd history (truncated BPTT) while keeping the values."""
-    return None if state is None else tuple(s.detach() for s in state)

@@ -20,8 +20,7 @@ from typing import Any
 import torch
 
 from chargen.generate import StopWatcher, read_prompt
-from chargen.models import RNNLanguageModel, State
-from chargen.models.stepper import FusedStepper
+from chargen.models import LanguageModel, State, build_stepper, concat_states
 from chargen.rng import uniforms
 from chargen.sampling import SamplingConfig, entropy, process_logits, select_next
 from chargen.tokenizer import Tokenizer
@@ -82,12 +81,12 @@ class Job:
 class Batcher:
     """Runs every active job one token per tick in a single batched model step."""
 
-    def __init__(self, model: RNNLanguageModel, tokenizer: Tokenizer, max_jobs: int = 64) -> None:
+    def __init__(self, model: LanguageModel, tokenizer: Tokenizer, max_jobs: int = 64) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.max_jobs = max_jobs
         self.pieces = [tokenizer.decode([i]) for i in range(tokenizer.vocab_size)]
-        self.stepper = FusedStepper(self.model)
+        self.stepper = build_stepper(self.model)
         self._incoming: queue.Queue[Job] = queue.Queue()
         self._active: list[Job] = []
         self._count = 0
@@ -155,9 +154,7 @@ class Batcher:
         device = self.model.head.weight.device
         last = torch.tensor([job.history[-1] for job in jobs], dtype=torch.long, device=device)
         assert all(job.state is not None for job in jobs)
-        state = tuple(
-            torch.cat(parts, dim=1) for parts in zip(*(job.state for job in jobs), strict=True)
-        )  # type: ignore[misc]
+        state = concat_states([job.state for job in jobs])  # type: ignore[misc]
         logits, state = self.stepper.step(last, state)
         self.steps += 1
         logits = logits.float().cpu()
