@@ -56,7 +56,7 @@ def _model(options: dict, seed: int = 0) -> torch.nn.Module:
     base = {"vocab_size": V, "embed_dim": 16, "hidden_size": 32, "num_heads": 4}
     model = build_model(ModelConfig(**{**base, **options}))
     with torch.no_grad():  # non-trivial norms and biases, so the tests see them
-        for name, p in model.named_parameters():
+        for p in model.parameters():
             if p.dim() == 1:
                 p.add_(0.1 * torch.randn_like(p))
     return model.eval()
