@@ -37,6 +37,12 @@ CANDIDATES: dict[str, list[str]] = {
     ],
     "lstm-2x": ["--preset", "medium", "--layers", "2", "--hidden-size", "384", "--dropout", "0.2"],
     "gru": ["--preset", "medium", "--model", "gru"],
+    # faster steps for short budgets
+    "lstm-384": ["--preset", "medium", "--hidden-size", "384", "--embed-dim", "48", "--lr", "6e-3"],
+    "gru-384": [
+        "--preset", "medium", "--model", "gru", "--hidden-size", "384", "--embed-dim", "48",
+        "--lr", "6e-3",
+    ],
     "transformer": [
         "--model", "transformer", "--layers", "4", "--hidden-size", "192", "--embed-dim", "192",
         "--num-heads", "4", "--context-size", "128", "--seq-len", "128", "--batch-size", "16",

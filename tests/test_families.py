@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -255,3 +256,35 @@ def test_every_family_trains_and_serves_every_command(
     text = tmp_path / "score.txt"
     text.write_text("the cat sees the moon.\n", encoding="utf-8")
     assert cli_main(["score", str(run), str(text)]) == 0
+    _served_equals_generated(run)
+
+
+def _served_equals_generated(run: Path) -> None:
+    """Concurrent requests with prompts of different lengths share model steps on the server
+    (rows at different positions in one batch); each equals ``generate`` for its seed."""
+    import concurrent.futures
+
+    if importlib.util.find_spec("fastapi") is None:
+        return
+    from fastapi.testclient import TestClient
+
+    from chargen.generate import generate
+    from chargen.sampling import SamplingConfig
+    from chargen.server.app import create_app
+
+    _, tokenizer, model = load_run(run)
+    prompts = ["a", "the old man sees ", "every child likes the river. the cat "]
+    with TestClient(create_app(run)) as client, concurrent.futures.ThreadPoolExecutor(3) as pool:
+        served = list(
+            pool.map(
+                lambda i: client.post(
+                    "/v1/generate", json={"prompt": prompts[i], "length": 60, "seed": i}
+                ).json(),
+                range(3),
+            )
+        )
+    for i, data in enumerate(served):
+        (expected,) = generate(
+            model, tokenizer, prompts[i], length=60, sampling=SamplingConfig(), seed=i
+        )
+        assert data["text"] == expected.text
