@@ -31,7 +31,7 @@ CANDIDATES: dict[str, list[str]] = {
     # the default preset: LSTM 512, embedding 64, dropout 0.1
     "lstm": ["--preset", "medium"],
     # more regularisation for longer budgets: dropout 0.25, weight decay 0.1, tied embedding
-    "lstm-reg": ["--preset", "medium", "--dropout", "0.25", "--weight-decay", "0.1"],
+    "lstm-reg": ["--preset", "long"],
     "lstm-tied": [
         "--preset", "medium", "--embed-dim", "128", "--tie-weights", "--dropout", "0.2",
     ],
@@ -48,6 +48,7 @@ CANDIDATES: dict[str, list[str]] = {
         "--num-heads", "4", "--context-size", "128", "--seq-len", "128", "--batch-size", "16",
         "--lr", "2e-3", "--dropout", "0.1", "--tie-weights", "--warmup-steps", "100",
     ],
+    # = --preset transformer
     "transformer-small": [
         "--model", "transformer", "--layers", "4", "--hidden-size", "128", "--embed-dim", "128",
         "--num-heads", "4", "--context-size", "64", "--seq-len", "64", "--batch-size", "32",

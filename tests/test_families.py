@@ -288,3 +288,37 @@ def _served_equals_generated(run: Path) -> None:
             model, tokenizer, prompts[i], length=60, sampling=SamplingConfig(), seed=i
         )
         assert data["text"] == expected.text
+
+
+def test_every_preset_builds_a_trainable_configuration() -> None:
+    from chargen.config import PRESETS, check_compatible, get_preset
+
+    for name in PRESETS:
+        preset = get_preset(name)
+        preset.model.validate()
+        preset.train.validate()
+        check_compatible(preset.model, preset.train)
+        build_model(ModelConfig(**{**preset.model.to_dict(), "vocab_size": V}))
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--model", "transformer", "--embed-dim", "0"], "needs an embedding"),
+        (["--model", "transformer", "--hidden-size", "30", "--num-heads", "4"], "multiple of"),
+        (["--model", "transformer", "--context-size", "16", "--seq-len", "32"], "--context-size"),
+        (["--model", "transformer", "--positions", "sinusoid"], "--positions must be"),
+        (["--model", "lstm", "--embed-dim", "0", "--tie-weights"], "--tie-weights needs"),
+        (["--model", "mamba"], "--model must be one of"),
+    ],
+)
+def test_bad_family_options_are_one_line_errors(
+    flags: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(make_text(2000), encoding="utf-8")
+    run = tmp_path / "run"
+    assert cli_main(["train", str(corpus), "--out", str(run), "--steps", "1", *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not run.exists()

@@ -292,6 +292,26 @@ PRESETS: dict[str, Preset] = {
         ModelConfig(embed_dim=64, hidden_size=512, num_layers=1, dropout=0.1),
         TrainConfig(batch_size=32, seq_len=64, lr=5e-3, minutes=3.0),
     ),
+    "long": Preset(
+        "long",
+        "LSTM 512 with more regularisation (dropout 0.25, weight decay 0.1) for 10-minute runs",
+        ModelConfig(embed_dim=64, hidden_size=512, num_layers=1, dropout=0.25),
+        TrainConfig(batch_size=32, seq_len=64, lr=5e-3, weight_decay=0.1, minutes=10.0),
+    ),
+    "transformer": Preset(
+        "transformer",
+        "decoder-only Transformer, 4 blocks x 128 wide, 4 heads, context 64, rotary, tied",
+        ModelConfig(
+            family="transformer",
+            embed_dim=128,
+            hidden_size=128,
+            num_layers=4,
+            num_heads=4,
+            context_size=64,
+            tie_weights=True,
+        ),
+        TrainConfig(batch_size=32, seq_len=64, lr=3e-3, warmup_steps=100, minutes=3.0),
+    ),
     "large": Preset(
         "large",
         "LSTM 512 x 2 layers with dropout: for long runs or a GPU",
