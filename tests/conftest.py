@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,6 +29,13 @@ TINY = {
     "lr": 1e-2,
     "threads": 1,
 }
+
+
+def run_chargen(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """``python -m chargen ARGS`` in a fresh process, output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "chargen", *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from chargen import checkpoint as ckpt
-from tests.conftest import make_text
+from tests.conftest import make_text, run_chargen
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
@@ -56,21 +56,8 @@ def test_signal_checkpoints_and_resume_continues(tmp_path: Path, signum: int, co
     assert "--resume" in err and "Traceback" not in err
     saved = ckpt.load_trainer_state(run).meta["step"]
     assert saved > 0
-    resumed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "chargen",
-            "train",
-            "--out",
-            str(run),
-            "--resume",
-            "--steps",
-            str(saved + 5),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    resumed = run_chargen(
+        "train", "--out", str(run), "--resume", "--steps", str(saved + 5), timeout=120
     )
     assert resumed.returncode == 0, resumed.stderr
     assert ckpt.load_trainer_state(run).meta["step"] == saved + 5

@@ -22,7 +22,7 @@ from chargen import atomic
 from chargen import checkpoint as ckpt
 from chargen.cli import main
 from chargen.errors import CheckpointError, TrainingError
-from tests.conftest import TINY, make_text
+from tests.conftest import TINY, make_text, run_chargen
 
 TRAIN_FLAGS = [
     "--steps",
@@ -89,23 +89,7 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
     assert proc.returncode == -signal.SIGKILL
     killed_at = ckpt.load_trainer_state(run).meta["step"]
     assert 20 <= killed_at < 60
-    resumed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "chargen",
-            "train",
-            str(corpus),
-            "--out",
-            str(run),
-            "--resume",
-            "--threads",
-            "1",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    resumed = run_chargen("train", str(corpus), "--out", str(run), "--resume", "--threads", "1")
     assert resumed.returncode == 0, resumed.stderr
     full = load_file(tmp_path / "full" / "model.safetensors")
     again = load_file(run / "model.safetensors")

@@ -21,7 +21,7 @@ from chargen.corpus import load_corpus
 from chargen.errors import CheckpointError, CorpusError, DecodeError
 from chargen.prepare import open_prepared, prepare
 from chargen.tokenizer import build_tokenizer
-from tests.conftest import TINY, make_text
+from tests.conftest import TINY, make_text, run_chargen
 
 DDP_FLAGS = [
     "--steps",
@@ -139,21 +139,7 @@ def test_two_gloo_processes_match_one_with_the_same_global_batch(tmp_path: Path)
     (tmp_path / "runs").mkdir()
     ddp = _torchrun(str(corpus), "--out", str(tmp_path / "runs" / "ddp"), *DDP_FLAGS)
     assert ddp.returncode == 0, ddp.stderr[-3000:]
-    single = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "chargen",
-            "train",
-            str(corpus),
-            "--out",
-            str(tmp_path / "runs" / "one"),
-            *DDP_FLAGS,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    single = run_chargen("train", str(corpus), "--out", str(tmp_path / "runs" / "one"), *DDP_FLAGS)
     assert single.returncode == 0, single.stderr
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["ddp", "one"]
     a, b = _evals(tmp_path / "runs" / "ddp"), _evals(tmp_path / "runs" / "one")
@@ -168,21 +154,8 @@ def test_two_gloo_processes_match_one_with_the_same_global_batch(tmp_path: Path)
     assert len(samples) == 4  # one set, written by rank 0 only
 
     # the two-process run resumes in one process, and a one-process run in two
-    resumed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "chargen",
-            "train",
-            "--out",
-            str(tmp_path / "runs" / "ddp"),
-            "--resume",
-            "--steps",
-            "40",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    resumed = run_chargen(
+        "train", "--out", str(tmp_path / "runs" / "ddp"), "--resume", "--steps", "40"
     )
     assert resumed.returncode == 0, resumed.stderr
     again = _torchrun("--out", str(tmp_path / "runs" / "one"), "--resume", "--steps", "40")

@@ -157,15 +157,19 @@ class Tokenizer:
                 f"(this chargen reads version {VERSION})"
             )
         kind = data.get("kind")
-        classes: dict[str, type[Tokenizer]] = {"char": CharTokenizer, "word": WordTokenizer}
-        if kind not in (*classes, BPETokenizer.kind):
+        classes = {c.kind: c for c in (CharTokenizer, WordTokenizer, BPETokenizer)}
+        if kind not in classes:
             raise TokenizerError(f"unknown tokenizer kind {kind!r} (expected char, word or bpe)")
         vocab, unk = data.get("vocab"), data.get("unk")
         if not isinstance(vocab, list):
             raise TokenizerError("tokenizer vocabulary must be a list of strings")
-        if kind == BPETokenizer.kind:
-            return BPETokenizer(vocab, unk, _merge_list(data.get("merges")))
-        return classes[kind](vocab, unk)
+        return classes[kind]._from_parts(vocab, unk, data)
+
+    @classmethod
+    def _from_parts(cls, vocab: list[str], unk: Any, data: dict[str, Any]) -> Tokenizer:
+        """The tokenizer of a checked ``vocab`` and ``unk``; a kind with more fields reads them
+        from ``data``."""
+        return cls(vocab, unk)
 
     def save(self, path: str | Path) -> None:
         """Write the JSON form atomically (UTF-8, non-ASCII symbols kept as they are)."""
@@ -362,6 +366,10 @@ class BPETokenizer(Tokenizer):
             alphabet = sorted(vocab[1:], key=lambda ch: (-counts[ch], first[ch]))[: size - 1]
             vocab, merges = [UNK, *sorted(alphabet)], []
         return cls(vocab, 0, [(a, b) for a, b in merges])
+
+    @classmethod
+    def _from_parts(cls, vocab: list[str], unk: Any, data: dict[str, Any]) -> BPETokenizer:
+        return cls(vocab, unk, _merge_list(data.get("merges")))
 
     def to_dict(self) -> dict[str, Any]:
         """The base form plus ``merges``: ``[left, right]`` pairs in the order they apply."""

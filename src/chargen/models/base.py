@@ -24,6 +24,13 @@ class LanguageModel(nn.Module):
     #: whether training carries the state from one batch to the next (truncated BPTT)
     carries_state: bool = True
 
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        config.validate()
+        if config.vocab_size < 1:
+            raise ValueError("ModelConfig.vocab_size must be set before building a model")
+        self.config = config
+
     def forward(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         raise NotImplementedError
 

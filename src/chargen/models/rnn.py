@@ -20,11 +20,7 @@ class RNNLanguageModel(LanguageModel):
     [projection to the embedding width when tied] -> linear head."""
 
     def __init__(self, config: ModelConfig) -> None:
-        super().__init__()
-        config.validate()
-        if config.vocab_size < 1:
-            raise ValueError("ModelConfig.vocab_size must be set before building a model")
-        self.config = config
+        super().__init__(config)
         vocab, hidden = config.vocab_size, config.hidden_size
         self.embed: nn.Embedding | None = None
         if config.embed_dim > 0:

@@ -83,11 +83,7 @@ class TransformerLanguageModel(LanguageModel):
     carries_state = False  # each training window starts fresh, as GPT training does
 
     def __init__(self, config: ModelConfig) -> None:
-        super().__init__()
-        config.validate()
-        if config.vocab_size < 1:
-            raise ValueError("ModelConfig.vocab_size must be set before building a model")
-        self.config = config
+        super().__init__(config)
         vocab, width, dim = config.vocab_size, config.hidden_size, config.embed_dim
         self.context = config.context_size
         self.heads = config.num_heads
