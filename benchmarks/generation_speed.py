@@ -1,9 +1,11 @@
-"""Generation speed, state carried: chargen's fused step against the ``nn.LSTM`` step.
+"""Generation speed, state carried: chargen's NumPy fast path against its torch paths.
 
 For LSTM 128 and 512 (untrained weights, 59 symbols as in nietzsche), one stream and 256
-streams, it times ``chargen.generate.generate`` (temperature 1) with its fused single-token
-step and, as the baseline in the same run, the same function with each token going through
-``model(ids, state)`` (PyTorch's LSTM kernel). Medians of ``--repeats`` runs.
+streams, it times ``chargen.generate.generate`` (temperature 1) three ways in the same run:
+the default engine (``numpy``: the fused step and the draw in NumPy), the ``torch`` engine
+with its fused single-token step, and the ``torch`` engine with each token through
+``model(ids, state)`` (PyTorch's LSTM kernel), the baseline. It checks that all three draw the
+same tokens. Medians of ``--repeats`` runs.
 
     python benchmarks/generation_speed.py [--repeats 3]
 """
@@ -24,29 +26,25 @@ from machine import describe  # noqa: E402
 import chargen.generate as generate_module  # noqa: E402
 from chargen.config import ModelConfig  # noqa: E402
 from chargen.generate import generate  # noqa: E402
-from chargen.models import build_model  # noqa: E402
-from chargen.models.stepper import FusedStepper  # noqa: E402
+from chargen.models import ForwardStepper, build_model, build_stepper  # noqa: E402
 from chargen.tokenizer import build_tokenizer  # noqa: E402
 
-
-class KernelStepper:
-    """The baseline: the same generation loop, each token through ``nn.LSTM`` (torch.lstm)."""
-
-    def __init__(self, model) -> None:
-        self.model = model
-
-    def step(self, ids: torch.Tensor, state):
-        logits, state = self.model(ids[:, None], state)
-        return logits[:, -1], state
+WAYS = {  # name: (engine, single-token step of the torch engine)
+    "numpy": ("numpy", build_stepper),
+    "torch fused": ("torch", build_stepper),
+    "torch nn.LSTM": ("torch", ForwardStepper),
+}
 
 
-def run(model, tok, streams: int, length: int, stepper: type) -> None:
-    saved = generate_module.FusedStepper
-    generate_module.FusedStepper = stepper
+def run(model, tok, streams: int, length: int, way: str) -> list[list[int]]:
+    engine, stepper = WAYS[way]
+    saved = generate_module.build_stepper
+    generate_module.build_stepper = stepper
     try:
-        generate(model, tok, "(", length=length, num_samples=streams)
+        out = generate(model, tok, "(", length=length, num_samples=streams, engine=engine)
     finally:
-        generate_module.FusedStepper = saved
+        generate_module.build_stepper = saved
+    return [s.tokens for s in out]
 
 
 def timed(fn, repeats: int) -> float:
@@ -64,21 +62,30 @@ def main() -> int:
     args = parser.parse_args()
     print(describe())
     tok = build_tokenizer("char", "".join(chr(40 + i) for i in range(59)))
-    print("\n| model | streams | fused step chars/s | nn.LSTM step chars/s | ratio |")
-    print("|---|---:|---:|---:|---:|")
+    names = list(WAYS)
+    print(
+        "\n| model | streams | "
+        + " | ".join(f"{n} chars/s" for n in names)
+        + " | numpy / nn.LSTM | same tokens |"
+    )
+    print("|---|---:|" + "---:|" * len(names) + "---:|---|")
     for hidden in (128, 512):
         torch.manual_seed(0)
         model = build_model(ModelConfig(vocab_size=59, embed_dim=64, hidden_size=hidden)).eval()
         for streams, length in ((1, 2000), (256, 200)):
-            fast = timed(
-                lambda m=model, s=streams, n=length: run(m, tok, s, n, FusedStepper), args.repeats
-            )
-            plain = timed(
-                lambda m=model, s=streams, n=length: run(m, tok, s, n, KernelStepper), args.repeats
-            )
-            chars = streams * length
+            speeds, tokens = {}, {}
+            for name in names:
+                tokens[name] = run(model, tok, streams, length, name)
+                seconds = timed(
+                    lambda m=model, s=streams, n=length, w=name: run(m, tok, s, n, w),
+                    args.repeats,
+                )
+                speeds[name] = streams * length / seconds
+            same = all(tokens[n] == tokens[names[0]] for n in names)
             print(
-                f"| LSTM {hidden} | {streams} | {chars / fast:,.0f} | {chars / plain:,.0f} | x{plain / fast:.1f} |"
+                f"| LSTM {hidden} | {streams} | "
+                + " | ".join(f"{speeds[n]:,.0f}" for n in names)
+                + f" | x{speeds['numpy'] / speeds['torch nn.LSTM']:.1f} | {'yes' if same else 'NO'} |"
             )
     return 0
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from chargen import numpy_generation
 from chargen.beam import beam_search
 from chargen.errors import ConfigError, TokenizerError
 from chargen.models import LanguageModel, State, build_stepper, expand_state, select_state
@@ -22,6 +23,7 @@ from chargen.tokenizer import Tokenizer
 
 MAX_LENGTH = 1_000_000
 MAX_SAMPLES = 4096
+ENGINES = ("auto", "numpy", "torch")
 
 TokenCallback = Callable[[int, str], None]
 
@@ -119,14 +121,21 @@ def generate(
     stop: Sequence[str] = (),
     unknown: str = "warn",
     on_text: TokenCallback | None = None,
+    engine: str = "auto",
 ) -> list[Sample]:
     """Draw ``num_samples`` continuations of ``prompt`` of up to ``length`` tokens each.
 
     ``on_text(row, text)`` receives each sample's text as it is made (held back only while it
     could be the start of a stop sequence). Sample ``row`` uses seed ``seed + row``.
+    ``engine``: ``numpy`` (LSTM/GRU on the CPU, see ``numpy_generation``), ``torch`` (any
+    model, any device) or ``auto`` (numpy where it applies); both give the same tokens.
     """
     sampling = (sampling or SamplingConfig()).validate()
     check_request(length, num_samples)
+    if engine not in ENGINES:
+        raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if engine == "numpy" and not numpy_generation.supports(model):
+        raise ConfigError("the numpy engine runs float32 LSTM/GRU models on the CPU only")
     ids = encode_prompt(tokenizer, prompt, unknown)
     if not ids:
         ids = [start_token(tokenizer)]
@@ -134,7 +143,7 @@ def generate(
     model.eval()
     try:
         return _generate_ids(
-            model, tokenizer, ids, length, sampling, num_samples, seed, stop, on_text
+            model, tokenizer, ids, length, sampling, num_samples, seed, stop, on_text, engine
         )
     finally:
         model.train(was_training)
@@ -150,38 +159,34 @@ def _generate_ids(
     seed: int,
     stop: Sequence[str],
     on_text: TokenCallback | None,
+    engine: str,
 ) -> list[Sample]:
-    device = model.head.weight.device
     rows = num_samples
     state = expand_state(read_prompt(model, ids), rows)
-    history = torch.empty((rows, len(ids) + length), dtype=torch.long, device=device)
-    history[:, : len(ids)] = torch.tensor(ids, dtype=torch.long, device=device)
-    chosen = torch.zeros((rows, length), dtype=torch.float32)
-    entropies = torch.zeros((rows, length), dtype=torch.float32)
     seeds = [seed + r for r in range(rows)]
     watcher = StopWatcher(stop)
     # text is followed token by token only when someone reads it as it is made
     follow = _TextFollower(tokenizer, rows, watcher, on_text) if watcher.stops or on_text else None
-    stepper = build_stepper(model)
-    n = len(ids)
-    made = 0
-    for t in range(length):
-        logits, state = stepper.step(history[:, n - 1], state)
-        logprobs = process_logits(logits.float(), history[:, :n], sampling)
-        nxt = select_next(logprobs, uniforms(seeds, t))
-        chosen[:, t] = logprobs.gather(1, nxt[:, None])[:, 0].cpu()
-        entropies[:, t] = entropy(logprobs).cpu()
-        history[:, n] = nxt
-        n += 1
-        made += 1
-        if follow is not None and not follow.advance(nxt.tolist()):
-            break
-    generated = history[:, len(ids) : len(ids) + made].cpu().tolist()
+    advance = follow.advance if follow is not None else None
+    if engine == "numpy" or (engine == "auto" and numpy_generation.supports(model)):
+        loop = numpy_generation.generate_loop(
+            model,  # type: ignore[arg-type]
+            state,
+            ids,
+            length,
+            sampling,
+            seeds,
+            advance,
+        )
+    else:
+        loop = _torch_loop(model, state, ids, length, sampling, seeds, advance)
+    history, chosen, entropies, made = loop
+    generated = history[:, len(ids) : len(ids) + made].tolist()
     samples = []
     for r in range(rows):
         count = follow.counts[r] if follow is not None else made
         tokens = generated[r][:count]
-        pieces = [tokenizer.decode([tok]) for tok in tokens]
+        pieces = tokenizer.token_texts(tokens)
         text = follow.finish(r) if follow is not None else "".join(pieces)
         samples.append(
             Sample(
@@ -195,6 +200,39 @@ def _generate_ids(
             )
         )
     return samples
+
+
+def _torch_loop(
+    model: LanguageModel,
+    state: State,
+    ids: list[int],
+    length: int,
+    sampling: SamplingConfig,
+    seeds: list[int],
+    advance: Callable[[list[int]], bool] | None,
+) -> numpy_generation.LoopResult:
+    """The plain path: the family's stepper and the torch sampling chain, on any device."""
+    device = model.head.weight.device
+    rows = len(seeds)
+    history = torch.empty((rows, len(ids) + length), dtype=torch.long, device=device)
+    history[:, : len(ids)] = torch.tensor(ids, dtype=torch.long, device=device)
+    chosen = torch.zeros((rows, length), dtype=torch.float32)
+    entropies = torch.zeros((rows, length), dtype=torch.float32)
+    stepper = build_stepper(model)
+    n = len(ids)
+    made = 0
+    for t in range(length):
+        logits, state = stepper.step(history[:, n - 1], state)
+        logprobs = process_logits(logits.float(), history[:, :n], sampling)
+        nxt = select_next(logprobs, uniforms(seeds, t))
+        chosen[:, t] = logprobs.gather(1, nxt[:, None])[:, 0].cpu()
+        entropies[:, t] = entropy(logprobs).cpu()
+        history[:, n] = nxt
+        n += 1
+        made += 1
+        if advance is not None and not advance(nxt.tolist()):
+            break
+    return history.cpu().numpy(), chosen.numpy(), entropies.numpy(), made
 
 
 class _TextFollower:
@@ -215,10 +253,11 @@ class _TextFollower:
     def advance(self, tokens: list[int]) -> bool:
         """Take one new token per row; False once every row has stopped."""
         still = []
+        pieces = self.tokenizer.token_texts(tokens)
         for r in self.active:
             self.counts[r] += 1
             before = len(self.texts[r])
-            self.texts[r] += self.tokenizer.decode([tokens[r]])
+            self.texts[r] += pieces[r]
             hit = self.watcher.find(self.texts[r], before) if self.watcher.stops else None
             if hit is not None:
                 self.texts[r] = self.texts[r][: hit[0]]
@@ -293,7 +332,7 @@ def beam_generate(
             text=tokenizer.decode(tokens),
             seed=0,
             tokens=tokens,
-            pieces=[tokenizer.decode([t]) for t in tokens],
+            pieces=tokenizer.token_texts(tokens),
             logprobs=[score],
         )
         for tokens, score in found

@@ -71,3 +71,33 @@ def uniforms(seeds: Sequence[int] | torch.Tensor, step: int) -> torch.Tensor:
     with np.errstate(over="ignore"):  # uint64 arithmetic wraps by design
         mixed = _splitmix64(_splitmix64(words) ^ counter)
     return torch.from_numpy((mixed >> np.uint64(11)).astype(np.float64) * (1.0 / 2**53))
+
+
+def _mix_int(x: int) -> int:
+    """``mix`` on one Python int (the same splitmix64 step as ``_splitmix64``)."""
+    x = (x + GOLDEN) & _MASK
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK
+    return x ^ (x >> 31)
+
+
+class UniformDraws:
+    """``draws(step)`` = ``uniforms(seeds, step)`` as a float64 NumPy array, for fixed seeds.
+
+    The seed half of the mix is done once; a single seed is mixed in plain Python ints, which
+    is several times cheaper than NumPy calls on one element.
+    """
+
+    def __init__(self, seeds: Sequence[int] | torch.Tensor) -> None:
+        words = _seed_words(seeds)
+        with np.errstate(over="ignore"):
+            self.mixed = _splitmix64(words)
+        self.single = _mix_int(int(words[0])) if len(words) == 1 else None
+
+    def __call__(self, step: int) -> np.ndarray:
+        counter = (int(step) * GOLDEN) & _MASK
+        if self.single is not None:
+            return np.array([(_mix_int(self.single ^ counter) >> 11) * (1.0 / 2**53)])
+        with np.errstate(over="ignore"):
+            mixed = _splitmix64(self.mixed ^ np.uint64(counter))
+        return (mixed >> np.uint64(11)).astype(np.float64) * (1.0 / 2**53)

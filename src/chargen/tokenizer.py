@@ -124,6 +124,14 @@ class Tokenizer:
             )
         return ids[~missing]
 
+    def token_texts(self, ids: Iterable[int] | np.ndarray | Any) -> list[str]:
+        """Each id's own text: ``"".join(token_texts(ids)) == decode(ids)``."""
+        seq = _id_list(ids)
+        if seq:
+            _check_range(min(seq), max(seq), len(self._pieces))
+        pieces = self._pieces
+        return [pieces[i] for i in seq]
+
     def decode(self, ids: Iterable[int] | np.ndarray | Any) -> str:
         """ids (list, NumPy or torch, 1-D) -> text; ``<unk>`` becomes U+FFFD."""
         seq = _id_list(ids)

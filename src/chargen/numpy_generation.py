@@ -1,0 +1,130 @@
+"""The CPU fast path of ``generate`` for LSTM and GRU models: the step and the draw in NumPy.
+
+Same rules as the torch path (``sampling.process_logits`` then ``sampling.select_next`` with
+``rng.uniforms``), so the same seed gives the same tokens; only float32 rounding differs.
+A chain of temperature alone (or greedy without penalties) is drawn entirely in NumPy by
+``draw_tempered``; any other chain runs the torch processors on the NumPy logits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from chargen.models import LanguageModel, RNNLanguageModel, State
+from chargen.models.numpy_step import NumpyRNNStep
+from chargen.models.stepper import FusedStepper
+from chargen.rng import UniformDraws
+from chargen.sampling import (
+    SamplingConfig,
+    Temperature,
+    build_processors,
+    entropy,
+    process_logits,
+    select_next,
+)
+
+LoopResult = tuple[np.ndarray, np.ndarray, np.ndarray, int]
+"""(history (B, P + length) int64, chosen log-probs (B, length), entropies (B, length), made)."""
+
+
+def supports(model: LanguageModel) -> bool:
+    """True for a float32 LSTM/GRU on the CPU (what ``NumpyRNNStep`` computes)."""
+    weight = model.head.weight
+    return (
+        isinstance(model, RNNLanguageModel)
+        and weight.device.type == "cpu"
+        and weight.dtype == torch.float32
+    )
+
+
+def temperature_only(sampling: SamplingConfig) -> bool:
+    """True when the chain is at most a temperature (greedy: no penalty either)."""
+    return all(isinstance(p, Temperature) for p in build_processors(sampling))
+
+
+def draw_tempered(
+    logits: np.ndarray, u: np.ndarray, sampling: SamplingConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(next ids, log p of each, entropy of each row) for a temperature-only chain.
+
+    ``lp = log_softmax((l - max l) / T)`` in float32 (``T = 1``: no division), then the first
+    ``i`` with ``cumsum(exp(lp))_i > u * total`` in float64, clamped to the last token with
+    ``p > 0``; greedy is the first argmax with ``log p = 0`` and entropy 0. These are
+    ``process_logits`` and ``select_next`` written for NumPy.
+    """
+    rows = logits.shape[0]
+    if sampling.greedy:
+        zeros = np.zeros(rows, dtype=np.float32)
+        return logits.argmax(axis=1), zeros, zeros
+    z = logits - logits.max(axis=1, keepdims=True)
+    if sampling.temperature != 1.0:
+        z /= np.float32(sampling.temperature)
+    lp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    lp64 = lp.astype(np.float64)
+    p = np.exp(lp64)
+    u = u.clip(min=0.0)
+    if rows == 1:
+        cdf = np.cumsum(p[0])
+        idx = np.array([np.searchsorted(cdf, u[0] * cdf[-1], side="right")])
+    else:
+        # torch's cumsum is several times faster than NumPy's on short rows; torch's
+        # searchsorted is not used: its thread pool fights NumPy's BLAS threads for the cores
+        cdf = torch.cumsum(torch.from_numpy(p), dim=1).numpy()
+        idx = (cdf <= (u * cdf[:, -1])[:, None]).sum(axis=1)
+    vocab = logits.shape[1]
+    if (idx >= vocab).any():  # u * total rounded up to the total: the last live token
+        last_live = vocab - 1 - (p[:, ::-1] > 0).argmax(axis=1)
+        idx = np.minimum(idx, last_live)
+    chosen = lp[np.arange(rows), idx]
+    if not np.isfinite(lp64).all():  # a -inf logit: 0 log 0 counts as 0, as in sampling.entropy
+        lp64 = np.where(np.isneginf(lp64), 0.0, lp64)
+    ent = -np.einsum("ij,ij->i", p, lp64)
+    return idx, chosen, ent
+
+
+def generate_loop(
+    model: RNNLanguageModel,
+    state: State,
+    ids: list[int],
+    length: int,
+    sampling: SamplingConfig,
+    seeds: list[int],
+    advance: Callable[[list[int]], bool] | None,
+) -> LoopResult:
+    """Draw up to ``length`` tokens per row from ``state`` (the prompt read but its last token).
+
+    ``advance(tokens)`` sees each new token per row and returns False to stop every row.
+    """
+    rows = len(seeds)
+    stepper = NumpyRNNStep(FusedStepper(model), rows)
+    stepper.load(state)
+    history = np.empty((rows, len(ids) + length), dtype=np.int64)
+    history[:, : len(ids)] = np.asarray(ids, dtype=np.int64)
+    history_t = torch.from_numpy(history)  # shares memory: the torch chain sees every token
+    chosen = np.zeros((rows, length), dtype=np.float32)
+    entropies = np.zeros((rows, length), dtype=np.float32)
+    draws = UniformDraws(seeds)
+    simple = temperature_only(sampling)
+    n = len(ids)
+    made = 0
+    for t in range(length):
+        logits = stepper.step(history[:, n - 1])
+        if simple:
+            nxt, logp, ent = draw_tempered(logits, draws(t), sampling)
+        else:
+            logprobs = process_logits(torch.from_numpy(logits), history_t[:, :n], sampling)
+            picked = select_next(logprobs, torch.from_numpy(draws(t)))
+            logp = logprobs.gather(1, picked[:, None])[:, 0].numpy()
+            ent = entropy(logprobs).numpy()
+            nxt = picked.numpy()
+        history[:, n] = nxt
+        chosen[:, t] = logp
+        entropies[:, t] = ent
+        n += 1
+        made += 1
+        if advance is not None and not advance(nxt.tolist()):
+            break
+    return history, chosen, entropies, made
