@@ -8,7 +8,9 @@ says so. Then chargen trains ``--preset`` (default ``quick``) for each budget in
 each in a fresh process, and reports the validation loss at the end of each budget: the first
 budget whose loss is at or below the target is chargen's time to quality. Times are training
 wall time (evaluations and checkpoints included); the wall time of the whole process
-(Python start, imports, reading the corpus) is printed beside it.
+(Python start, imports, reading the corpus) is printed beside it. The seed program lower-cases
+the text; chargen reads it as written (the shared nietzsche.txt is already lower-case, so both
+see the same 59 symbols).
 
     python benchmarks/time_to_quality.py [--seconds 6 9 12 17.6] [--seed-python /tmp/seed-venv/bin/python]
 """
@@ -54,6 +56,15 @@ def run_seed(python: str, data_dir: str) -> dict:
                 f"the seed program failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}"
             )
         data = json.loads(summary.read_text())
+    print(
+        "seed program: epoch seconds {}, validation nats/char {}, generation {} chars/s, "
+        "peak RSS {} MB".format(
+            data["epoch_seconds"],
+            [round(v, 4) for v in data["val_nats_per_char"]],
+            data["gen_chars_per_s"],
+            data["peak_rss_mb"],
+        )
+    )
     return {
         "seconds": sum(data["epoch_seconds"][:2]),
         "val_nats_per_char": data["val_nats_per_char"][1],

@@ -2,7 +2,7 @@
 
 In one run it measures (1) the fp32 matmul peak of this machine (the best of torch and NumPy
 on square matrices, the hardware baseline), (2) a plain PyTorch loop (``nn.LSTM`` + linear head,
-AdamW, clipping: the textbook recipe, a software baseline) and (3) chargen's own
+dropout 0.1, AdamW, clipping: the textbook recipe, a software baseline) and (3) chargen's own
 ``Trainer.train_step`` on the same shapes, for LSTM 128 / 512 / 1024 at the default preset's
 batch 32 x 64 and at batch 128 x 64. It prints chars/s and the achieved GFLOP/s with
 
@@ -76,6 +76,7 @@ def plain_loop(hidden: int, batch: int, vocab: int):
     embed = torch.nn.Embedding(vocab, EMBED)
     lstm = torch.nn.LSTM(EMBED, hidden, batch_first=True)
     head = torch.nn.Linear(hidden, vocab)
+    drop = torch.nn.Dropout(0.1)  # chargen's default preset drops out before and after the LSTM
     params = [*embed.parameters(), *lstm.parameters(), *head.parameters()]
     opt = torch.optim.AdamW(params, lr=1e-3)
     x = torch.randint(0, vocab, (batch, SEQ_LEN))
@@ -83,8 +84,8 @@ def plain_loop(hidden: int, batch: int, vocab: int):
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        out, _ = lstm(embed(x))
-        loss = F.cross_entropy(head(out).reshape(-1, vocab), y.reshape(-1))
+        out, _ = lstm(drop(embed(x)))
+        loss = F.cross_entropy(head(drop(out)).reshape(-1, vocab), y.reshape(-1))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
