@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import resource
 import sys
+from pathlib import Path
 
 
 def describe(argv: list[str] | None = None) -> str:
@@ -35,3 +37,9 @@ def peak_rss_mb(children: bool = False) -> float:
     """Peak resident set size in MB of this process (or of its finished children)."""
     who = resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF
     return resource.getrusage(who).ru_maxrss / 1024.0
+
+
+def eval_records(run: str | Path) -> list[dict]:
+    """The evaluation records of a run's ``metrics.jsonl``, in order."""
+    lines = Path(run, "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["kind"] == "eval"]

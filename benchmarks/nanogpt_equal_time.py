@@ -16,7 +16,6 @@ validation split; nanoGPT's is its own estimate (``--eval_iters=20`` batches).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pickle
 import re
@@ -30,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import describe  # noqa: E402
+from machine import describe, eval_records  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RECORDED = {"seconds": 71.0, "val": 1.886}
@@ -91,11 +90,7 @@ def run_chargen(data_dir: str, preset: str, budget: list[str]) -> dict:
         wall = time.perf_counter() - start
         if proc.returncode != 0:
             raise SystemExit(f"chargen failed:\n{proc.stderr[-2000:]}")
-        evals = [
-            json.loads(line)
-            for line in Path(out, "metrics.jsonl").read_text().splitlines()
-            if '"eval"' in line
-        ]
+        evals = eval_records(out)
     last = evals[-1]
     return {"wall": wall, "elapsed": last["elapsed"], "val": last["val_nats_per_char"]}
 

@@ -12,7 +12,6 @@ program's figures measured on this machine class (1.795 nats after one epoch at 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -21,7 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import describe, peak_rss_mb  # noqa: E402
+from machine import describe, eval_records, peak_rss_mb  # noqa: E402
 
 SEED_PROGRAM = {"epoch 1": (100, 1.795), "epoch 2": (176, 1.639), "peak_rss_mb": 2600}
 
@@ -71,8 +70,7 @@ def main() -> int:
     if proc.returncode != 0:
         print(proc.stderr)
         return proc.returncode
-    evals = [json.loads(line) for line in Path(out, "metrics.jsonl").read_text().splitlines()]
-    evals = [e for e in evals if e["kind"] == "eval"]
+    evals = eval_records(out)
     print("\n  step   seconds  val nats/char  val bits/char")
     for e in evals:
         print(

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import describe  # noqa: E402
+from machine import describe, eval_records  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 LN2 = 0.6931471805599453
@@ -76,8 +76,7 @@ def run_candidate(name: str, corpus: str, minutes: float, data_dir: str) -> dict
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         return {"candidate": name, "error": proc.stderr.strip().splitlines()[-1:], "cmd": cmd}
-    rows = [json.loads(line) for line in Path(out, "metrics.jsonl").read_text().splitlines()]
-    evals = [r for r in rows if r["kind"] == "eval"]
+    evals = eval_records(out)
     best = min(evals, key=lambda r: r["val_nats_per_char"])
     config = json.loads(Path(out, "config.json").read_text())
     return {

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import describe  # noqa: E402
+from machine import describe, eval_records  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RECORDED_SEED = {"seconds": 176.0, "val_nats_per_char": 1.639}
@@ -101,11 +101,7 @@ def run_chargen(seconds: float, preset: str, data_dir: str, extra: list[str]) ->
         wall = time.perf_counter() - start
         if proc.returncode != 0:
             raise SystemExit(f"chargen failed:\n{proc.stderr[-2000:]}")
-        evals = [
-            json.loads(line)
-            for line in Path(out, "metrics.jsonl").read_text().splitlines()
-            if '"eval"' in line
-        ]
+        evals = eval_records(out)
     last = evals[-1]
     return {
         "budget": seconds,

@@ -18,7 +18,7 @@ from chargen.beam import beam_search
 from chargen.errors import ConfigError, TokenizerError
 from chargen.models import LanguageModel, State, build_stepper, expand_state, select_state
 from chargen.rng import uniforms
-from chargen.sampling import SamplingConfig, entropy, process_logits, select_next
+from chargen.sampling import SamplingConfig, draw
 from chargen.tokenizer import Tokenizer
 
 MAX_LENGTH = 1_000_000
@@ -220,19 +220,16 @@ def _torch_loop(
     entropies = torch.zeros((rows, length), dtype=torch.float32)
     stepper = build_stepper(model)
     n = len(ids)
-    made = 0
     for t in range(length):
         logits, state = stepper.step(history[:, n - 1], state)
-        logprobs = process_logits(logits.float(), history[:, :n], sampling)
-        nxt = select_next(logprobs, uniforms(seeds, t))
-        chosen[:, t] = logprobs.gather(1, nxt[:, None])[:, 0].cpu()
-        entropies[:, t] = entropy(logprobs).cpu()
+        nxt, logp, ent = draw(logits.float(), history[:, :n], uniforms(seeds, t), sampling)
+        chosen[:, t] = logp.cpu()
+        entropies[:, t] = ent.cpu()
         history[:, n] = nxt
         n += 1
-        made += 1
         if advance is not None and not advance(nxt.tolist()):
             break
-    return history.cpu().numpy(), chosen.numpy(), entropies.numpy(), made
+    return history.cpu().numpy(), chosen.numpy(), entropies.numpy(), n - len(ids)
 
 
 class _TextFollower:

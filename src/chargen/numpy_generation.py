@@ -17,14 +17,7 @@ from chargen.models import LanguageModel, RNNLanguageModel, State
 from chargen.models.numpy_step import NumpyRNNStep
 from chargen.models.stepper import FusedStepper
 from chargen.rng import UniformDraws
-from chargen.sampling import (
-    SamplingConfig,
-    Temperature,
-    build_processors,
-    entropy,
-    process_logits,
-    select_next,
-)
+from chargen.sampling import SamplingConfig, Temperature, build_processors, draw
 
 LoopResult = tuple[np.ndarray, np.ndarray, np.ndarray, int]
 """(history (B, P + length) int64, chosen log-probs (B, length), entropies (B, length), made)."""
@@ -109,22 +102,19 @@ def generate_loop(
     draws = UniformDraws(seeds)
     simple = temperature_only(sampling)
     n = len(ids)
-    made = 0
     for t in range(length):
         logits = stepper.step(history[:, n - 1])
         if simple:
             nxt, logp, ent = draw_tempered(logits, draws(t), sampling)
         else:
-            logprobs = process_logits(torch.from_numpy(logits), history_t[:, :n], sampling)
-            picked = select_next(logprobs, torch.from_numpy(draws(t)))
-            logp = logprobs.gather(1, picked[:, None])[:, 0].numpy()
-            ent = entropy(logprobs).numpy()
-            nxt = picked.numpy()
+            picked = draw(
+                torch.from_numpy(logits), history_t[:, :n], torch.from_numpy(draws(t)), sampling
+            )
+            nxt, logp, ent = (x.numpy() for x in picked)
         history[:, n] = nxt
         chosen[:, t] = logp
         entropies[:, t] = ent
         n += 1
-        made += 1
         if advance is not None and not advance(nxt.tolist()):
             break
-    return history, chosen, entropies, made
+    return history, chosen, entropies, n - len(ids)

@@ -471,6 +471,19 @@ def select_next(logprobs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
     return torch.minimum(idx, last_live)
 
 
+def draw(
+    logits: torch.Tensor, history: torch.Tensor, uniforms: torch.Tensor, cfg: SamplingConfig
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One token per row through the whole chain: (ids (B,), log p of each (B,), entropy (B,)).
+
+    ``process_logits`` then ``select_next``; log p and the entropy are of the distribution
+    actually sampled from.
+    """
+    logprobs = process_logits(logits, history, cfg)
+    picked = select_next(logprobs, uniforms)
+    return picked, logprobs.gather(1, picked[:, None])[:, 0], entropy(logprobs)
+
+
 def entropy(logprobs: torch.Tensor) -> torch.Tensor:
     """``H = -sum p log p`` in nats per row (B,), with ``0 * log 0 = 0``."""
     return -(logprobs.exp() * _zero_where_neg_inf(logprobs)).sum(dim=-1)
