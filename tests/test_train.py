@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from safetensors.numpy import load_file
 
 import chargen
@@ -14,9 +16,12 @@ from chargen import checkpoint as ckpt
 from chargen.config import ModelConfig, TrainConfig
 from chargen.errors import CheckpointError, TrainingError
 from chargen.evaluate import unigram_entropy
+from chargen.models import build_model
 from chargen.tokenizer import build_tokenizer
-from chargen.train import lr_factor
+from chargen.train import lr_factor, row_chunks, row_slices
 from tests.conftest import TINY, make_text
+
+train_module = importlib.import_module("chargen.train")  # chargen.train is also the function
 
 
 def _eval_records(run: Path) -> list[dict]:
@@ -148,3 +153,35 @@ def test_model_config_round_trips() -> None:
     assert ModelConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     tc = TrainConfig(sample_temperatures=(0.3, 1.0), minutes=2)
     assert TrainConfig.from_dict(json.loads(json.dumps(tc.to_dict()))) == tc
+
+
+def test_row_chunks_keep_the_lstm_workspace_within_budget() -> None:
+    cpu = torch.device("cpu")
+    big = build_model(ModelConfig(vocab_size=60, embed_dim=64, hidden_size=512))
+    expected = (
+        2 if torch.backends.mkldnn.is_available() else 1
+    )  # 15.4 x 4 B x 32 x 64 x 512 = 64.6 MB
+    assert row_chunks(big, 32, 64, cpu) == expected
+    assert row_chunks(big, 32, 64, torch.device("cuda")) == 1
+    assert row_chunks(build_model(ModelConfig(vocab_size=60, hidden_size=48)), 32, 64, cpu) == 1
+    gru = build_model(ModelConfig(vocab_size=60, hidden_size=512, family="gru"))
+    assert row_chunks(gru, 32, 64, cpu) == 1
+    assert row_slices(10, 3) == [slice(0, 3), slice(3, 7), slice(7, 10)]
+    assert row_slices(2, 5) == [slice(0, 1), slice(1, 2)]
+    assert row_slices(8, 1) == [slice(0, 8)]
+
+
+@pytest.mark.parametrize("batching", ["streams", "windows"])
+def test_a_batch_run_in_row_slices_takes_the_same_steps(
+    corpus_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batching: str
+) -> None:
+    """Each slice's mean loss weighted by its rows: the gradient of the whole batch's mean."""
+    options = {**TINY, "dropout": 0.0, "batching": batching, "maxlen": 20}
+    whole = chargen.train(str(corpus_file), tmp_path / "whole", steps=6, **options)
+    monkeypatch.setattr(train_module, "row_chunks", lambda *args: 3)
+    sliced = chargen.train(str(corpus_file), tmp_path / "sliced", steps=6, **options)
+    a = load_file(tmp_path / "whole" / "model.safetensors")
+    b = load_file(tmp_path / "sliced" / "model.safetensors")
+    for key in a:
+        assert np.allclose(a[key], b[key], rtol=1e-4, atol=1e-5), key
+    assert whole.best_val_nats_per_char == pytest.approx(sliced.best_val_nats_per_char, rel=1e-4)

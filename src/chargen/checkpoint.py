@@ -31,6 +31,7 @@ from chargen.atomic import atomic_write_bytes, atomic_write_json, atomic_write_t
 from chargen.config import DataConfig, ModelConfig, TrainConfig
 from chargen.errors import ChargenError, CheckpointError
 from chargen.models import LanguageModel, build_model
+from chargen.optimizers import Optimizer
 from chargen.tokenizer import Tokenizer, load_tokenizer
 
 RUN_FORMAT = "chargen-run"
@@ -222,7 +223,7 @@ def _load_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor], path: 
 def save_trainer_state(
     run: Path,
     model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
+    optimizer: Optimizer,
     meta: dict[str, Any],
     extra: dict[str, torch.Tensor],
 ) -> None:

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from chargen import checkpoint as ckpt
+from chargen import optimizers
 from chargen.config import DataConfig, ModelConfig, TrainConfig, check_compatible
 from chargen.corpus import load_corpus
 from chargen.data import StreamBatches, WindowBatches, smallest_id_dtype, split_ids
@@ -33,7 +34,7 @@ from chargen.distributed import World, close_world, init_world
 from chargen.errors import ChargenError, TrainingError
 from chargen.evaluate import EvalResult, evaluate_streams, evaluate_windows, token_char_lengths
 from chargen.generate import generate
-from chargen.models import LanguageModel, build_model, count_parameters, detach_state
+from chargen.models import LanguageModel, State, build_model, count_parameters, detach_state
 from chargen.prepare import is_prepared, open_prepared
 from chargen.reporting import Reporter
 from chargen.sampling import SamplingConfig
@@ -105,12 +106,12 @@ def lr_factor(config: TrainConfig, step: int, fraction: float) -> float:
     return config.min_lr_ratio + (1.0 - config.min_lr_ratio) * cosine
 
 
-def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> optimizers.Optimizer:
     """AdamW (decay on matrices only), Adam, SGD, or the seed's RMSprop (Keras defaults: rho 0.9, eps 1e-7)."""
     if config.optimizer == "rmsprop":
-        return torch.optim.RMSprop(model.parameters(), lr=config.lr, alpha=0.9, eps=1e-7)
+        return optimizers.RMSprop(model.parameters(), lr=config.lr, alpha=0.9, eps=1e-7)
     if config.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9)
+        return optimizers.SGD(model.parameters(), lr=config.lr, momentum=0.9)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     groups = [
@@ -118,8 +119,38 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.O
         {"params": no_decay, "weight_decay": 0.0},
     ]
     if config.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=config.lr)
-    return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.99))
+        return optimizers.Adam(groups, lr=config.lr)
+    return optimizers.AdamW(groups, lr=config.lr, betas=(0.9, 0.99))
+
+
+# glibc's largest dynamic mmap threshold: a bigger block is mapped afresh (and its pages zeroed)
+# on every step instead of being reused
+WORKSPACE_BUDGET = 32 * 2**20
+
+
+def row_chunks(model: LanguageModel, rows: int, length: int, device: torch.device) -> int:
+    """How many row slices a training batch is run in, so oneDNN's LSTM workspace fits the budget.
+
+    On the CPU that workspace holds about 15.4 x rows x length x hidden float32 values per layer
+    (measured, torch 2.x). Slices give the same gradient (each slice's mean loss weighted by its
+    share of the rows); above the budget they use less memory and run no slower. 1 elsewhere.
+    """
+    config = model.config
+    if device.type != "cpu" or config.family != "lstm" or not torch.backends.mkldnn.is_available():
+        return 1
+    workspace = 15.4 * 4 * rows * length * config.hidden_size * config.num_layers
+    return max(1, min(rows, math.ceil(workspace / WORKSPACE_BUDGET)))
+
+
+def row_slices(rows: int, chunks: int) -> list[slice]:
+    """``rows`` cut into ``chunks`` contiguous slices whose sizes differ by at most one."""
+    bounds = [round(i * rows / chunks) for i in range(chunks + 1)]
+    return [slice(a, b) for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+
+
+def slice_state(state: State | None, part: slice) -> State | None:
+    """Rows ``part`` of a carried (layers, B, hidden) state, cut from its autograd history."""
+    return None if state is None else tuple(s[:, part].detach() for s in state)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -322,23 +353,31 @@ class Trainer:
         for j in range(accum):
             x, y = self.batches.batch(epoch, index * accum + j, self.rows)
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-            last = j == accum - 1
-            no_sync = self.world.enabled and not last
-            sync = self.net.no_sync() if no_sync else nullcontext()  # type: ignore[operator]
-            bf16 = self.tc.precision == "bf16"
-            with sync, torch.autocast(self.device.type, torch.bfloat16, enabled=bf16):
-                if windows:
-                    logits, _ = self.net(x, None)
-                    loss = F.cross_entropy(logits[:, -1].float(), y)
-                else:
-                    carried = self.model.carries_state
-                    logits, state = self.net(x, detach_state(self.carry) if carried else None)
-                    flat = logits.reshape(-1, logits.shape[-1]).float()
-                    loss = F.cross_entropy(flat, y.reshape(-1))
-                    if carried:
-                        self.carry = detach_state(state)
-                (loss / accum).backward()
-            total += float(loss.detach())
+            rows = x.shape[0]
+            slices = row_slices(rows, row_chunks(self.model, rows, x.shape[1], self.device))
+            carried = not windows and self.model.carries_state
+            states = []
+            for c, part in enumerate(slices):
+                final = j == accum - 1 and c == len(slices) - 1
+                no_sync = self.world.enabled and not final
+                sync = self.net.no_sync() if no_sync else nullcontext()  # type: ignore[operator]
+                bf16 = self.tc.precision == "bf16"
+                with sync, torch.autocast(self.device.type, torch.bfloat16, enabled=bf16):
+                    if windows:
+                        logits, _ = self.net(x[part], None)
+                        loss = F.cross_entropy(logits[:, -1].float(), y[part])
+                    else:
+                        carry = slice_state(self.carry, part) if carried else None
+                        logits, state = self.net(x[part], carry)
+                        flat = logits.reshape(-1, logits.shape[-1]).float()
+                        loss = F.cross_entropy(flat, y[part].reshape(-1))
+                        states.append(detach_state(state))
+                    share = (part.stop - part.start) / rows  # this slice's part of the batch mean
+                    (loss / accum if share == 1 else loss * share / accum).backward()
+                total += float(loss.detach()) * share
+            if carried:
+                joined = (torch.cat(parts, dim=1) for parts in zip(*states, strict=True))
+                self.carry = states[0] if len(states) == 1 else tuple(joined)
         value = self.world.mean(total / accum, self.device)
         limit = self.tc.grad_clip if self.tc.grad_clip > 0 else float("inf")
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), limit))
