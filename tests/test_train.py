@@ -162,6 +162,10 @@ def test_row_chunks_keep_the_lstm_workspace_within_budget() -> None:
         2 if torch.backends.mkldnn.is_available() else 1
     )  # 15.4 x 4 B x 32 x 64 x 512 = 64.6 MB
     assert row_chunks(big, 32, 64, cpu) == expected
+    assert row_chunks(big, 128, 64, cpu) == (8 if expected == 2 else 1)  # 16 rows, 32 MiB each
+    assert row_chunks(big, 31, 64, cpu) == 1  # slices of fewer than 16 rows run slower
+    wide = build_model(ModelConfig(vocab_size=60, embed_dim=64, hidden_size=1024))
+    assert row_chunks(wide, 32, 64, cpu) == 1  # 16-row slices would still pass the budget
     assert row_chunks(big, 32, 64, torch.device("cuda")) == 1
     assert row_chunks(build_model(ModelConfig(vocab_size=60, hidden_size=48)), 32, 64, cpu) == 1
     gru = build_model(ModelConfig(vocab_size=60, hidden_size=512, family="gru"))

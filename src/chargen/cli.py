@@ -64,6 +64,7 @@ FLAG_HELP = {
     "seed": "random seed (weights, dropout, data order, samples)",
     "threads": "CPU threads for torch (default: torch's choice)",
     "device": "auto, cpu or cuda[:N]",
+    "compile": "torch.compile the training forward pass (needs a C++ compiler on the CPU; the first steps wait for it)",
     "sample_length": "characters per sample after each epoch (0: none)",
     "sample_temperatures": "temperatures of those samples",
     "top_k": "keep the k most likely tokens",
@@ -147,7 +148,7 @@ def _add_budget(parser: argparse.ArgumentParser) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from chargen.api import build_configs
     from chargen.checkpoint import load_config, prepare_run_dir
-    from chargen.config import DataConfig, ModelConfig, TrainConfig
+    from chargen.config import RUNTIME_FIELDS, DataConfig, ModelConfig, TrainConfig
     from chargen.reporting import ConsoleReporter
     from chargen.train import resume_run, start_run
 
@@ -160,12 +161,12 @@ def cmd_train(args: argparse.Namespace) -> int:
             **given_fields(args, DataConfig),
         }
         changed.pop("data_dir", None)
-        runtime = {k: changed.pop(k) for k in ("threads", "device") if k in changed}
+        runtime = {k: changed.pop(k) for k in RUNTIME_FIELDS if k in changed}
         if changed or args.preset:
             names = ", ".join(_flag(n) for n in sorted(changed)) or "--preset"
             raise ConfigError(
                 f"cannot change {names} when resuming; only the budget (--steps/--epochs/--minutes), "
-                "--threads and --device may change"
+                "--threads, --device and --compile may change"
             )
         run = prepare_run_dir(args.out, resume=True, overwrite=False)
         stored = load_config(run).data.source

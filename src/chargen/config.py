@@ -20,6 +20,8 @@ MODEL_FAMILIES = ("lstm", "gru", "transformer")
 POSITION_KINDS = ("rotary", "learned")
 BATCHING_SCHEMES = ("streams", "windows")
 OPTIMIZERS = ("adamw", "rmsprop", "adam", "sgd")
+# TrainConfig fields that belong to the process, not the run: a resumed run may change them
+RUNTIME_FIELDS = ("threads", "device", "compile")
 SCHEDULES = ("cosine", "constant")
 TOKENIZER_KINDS = ("char", "word", "bpe")
 SAMPLE_TEMPERATURES = (0.2, 0.5, 1.0, 1.2)
@@ -137,6 +139,7 @@ class TrainConfig:
     seed: int = 1337
     threads: int | None = None
     device: str = "auto"
+    compile: bool = False
     sample_length: int = 400
     sample_temperatures: tuple[float, ...] = SAMPLE_TEMPERATURES
 
