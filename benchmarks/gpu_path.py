@@ -16,7 +16,7 @@ In one run, on ``--device`` (default ``cuda``):
 Without a CUDA device it says so and measures nothing (exit 0): CI never needs a GPU.
 ``--smoke`` runs every part at toy sizes on any device, to check the script itself.
 
-    python benchmarks/gpu_path.py [--minutes 5] [--run long] [--run "long --hidden-size 1024"]
+    python benchmarks/gpu_path.py [--minutes 5] [--run large] [--run "large --hidden-size 1024"]
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from chargen.tokenizer import build_tokenizer  # noqa: E402
 from chargen.train import Trainer  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-DEFAULT_RUNS = ["long", "long --hidden-size 1024 --dropout 0.35", "transformer"]
+DEFAULT_RUNS = ["large", "large --hidden-size 1024 --dropout 0.35", "transformer"]
 
 
 def synchronize(device: torch.device) -> None:
@@ -52,7 +52,9 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def seconds_per_call(fn: Callable[[], object], device: torch.device, count: int, repeats: int) -> float:
+def seconds_per_call(
+    fn: Callable[[], object], device: torch.device, count: int, repeats: int
+) -> float:
     """Median over ``repeats`` of the mean time of ``count`` calls, the device drained each time."""
     times = []
     for _ in range(repeats):
@@ -83,7 +85,13 @@ def training_step(text: str, folder: Path, size: dict, device: str, precision: s
         precision=precision,
         compile=compile_,
     )
-    trainer = Trainer(folder, ckpt.RunConfig(model, train, DataConfig()), tokenizer, tokenizer.encode(text), "gpu-path")
+    trainer = Trainer(
+        folder,
+        ckpt.RunConfig(model, train, DataConfig()),
+        tokenizer,
+        tokenizer.encode(text),
+        "gpu-path",
+    )
     counter = iter(range(10**9))
 
     def step() -> None:
@@ -92,7 +100,9 @@ def training_step(text: str, folder: Path, size: dict, device: str, precision: s
     return step, trainer.device, size["batch"] * size["seq"]
 
 
-def throughput(text: str, size: dict, device: str, steps: int, cpu_steps: int, repeats: int) -> None:
+def throughput(
+    text: str, size: dict, device: str, steps: int, cpu_steps: int, repeats: int
+) -> None:
     print(
         f"\n## Training: LSTM {size['hidden']} x {size['layers']}, embedding {size['embed']}, "
         f"batch {size['batch']} x {size['seq']}\n"
@@ -119,7 +129,9 @@ def throughput(text: str, size: dict, device: str, steps: int, cpu_steps: int, r
             )
 
 
-def generation(text: str, size: dict, device: str, length: int, cpu_length: int, repeats: int) -> None:
+def generation(
+    text: str, size: dict, device: str, length: int, cpu_length: int, repeats: int
+) -> None:
     print(f"\n## Generation: LSTM {size['hidden']} x {size['layers']}, temperature 1\n")
     print("| device | engine | streams | chars/s |")
     print("|---|---|---:|---:|")
@@ -137,16 +149,29 @@ def generation(text: str, size: dict, device: str, length: int, cpu_length: int,
     dev = torch.device(device)
     for model, engine, n in ((cpu_model, "numpy", cpu_length), (gpu_model, "torch", length)):
         for streams in (1, 256):
+
             def run(m=model, e=engine, s=streams, k=n) -> None:
                 generate(m, tokenizer, "ROMEO:", length=k, num_samples=s, engine=e)
 
             run()
-            rate = streams * n / seconds_per_call(run, dev if engine == "torch" else torch.device("cpu"), 1, repeats)
-            name = torch.cuda.get_device_name(dev) if model is gpu_model and dev.type == "cuda" else "CPU"
+            rate = (
+                streams
+                * n
+                / seconds_per_call(
+                    run, dev if engine == "torch" else torch.device("cpu"), 1, repeats
+                )
+            )
+            name = (
+                torch.cuda.get_device_name(dev)
+                if model is gpu_model and dev.type == "cuda"
+                else "CPU"
+            )
             print(f"| {name} | {engine} | {streams} | {rate:,.0f} |", flush=True)
 
 
-def time_to_quality(runs: list[str], device: str, data_dir: str, minutes: float, target: float, eval_every: int) -> None:
+def time_to_quality(
+    runs: list[str], device: str, data_dir: str, minutes: float, target: float, eval_every: int
+) -> None:
     print(f"\n## Time to {target} nats/char on tinyshakespeare ({minutes} minutes each)\n")
     print("| run | reached at (s) | step | best val nats/char | chars/s |")
     print("|---|---:|---:|---:|---:|")

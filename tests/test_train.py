@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -189,3 +190,33 @@ def test_a_batch_run_in_row_slices_takes_the_same_steps(
     for key in a:
         assert np.allclose(a[key], b[key], rtol=1e-4, atol=1e-5), key
     assert whole.best_val_nats_per_char == pytest.approx(sliced.best_val_nats_per_char, rel=1e-4)
+
+
+def test_compile_without_a_cpp_compiler_is_one_clear_error(
+    corpus_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(train_module.shutil, "which", lambda name: None)
+    with pytest.raises(TrainingError, match=r"--compile on the CPU needs a C\+\+ compiler"):
+        chargen.train(str(corpus_file), tmp_path / "run", steps=2, compile=True, **TINY)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(
+    shutil.which("c++") is None and shutil.which("g++") is None,
+    reason="torch.compile on the CPU needs a C++ compiler; none on PATH",
+)
+def test_compiled_training_takes_the_same_steps_and_resumes_without_it(
+    corpus_file: Path, tmp_path: Path
+) -> None:
+    options = {**TINY, "dropout": 0.0, "sample_length": 0}
+    plain = chargen.train(str(corpus_file), tmp_path / "plain", steps=8, **options)
+    chargen.train(str(corpus_file), tmp_path / "compiled", steps=4, compile=True, **options)
+    from chargen.train import resume_run
+
+    resumed = resume_run(tmp_path / "compiled", budget={"steps": 8}, runtime={"compile": False})
+    a = load_file(tmp_path / "plain" / "model.safetensors")
+    b = load_file(tmp_path / "compiled" / "model.safetensors")
+    for key in a:
+        assert np.allclose(a[key], b[key], rtol=1e-4, atol=1e-5), key
+    assert plain.best_val_nats_per_char == pytest.approx(resumed.best_val_nats_per_char, rel=1e-4)
+    assert ckpt.load_config(tmp_path / "compiled").train.compile  # runtime changes are not saved

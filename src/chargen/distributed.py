@@ -8,6 +8,7 @@ same step as one process with B rows. Only rank 0 writes files, logs and samples
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 
@@ -89,8 +90,13 @@ def init_world(device_name: str) -> World:
 
 def close_world(world: World, finished: bool) -> None:
     """Leave the process group; after a normal finish together (a rank that left early would
-    abort its peers' gloo), after an error at once (the peers may be gone)."""
+    abort its peers' gloo), after an error at once (the peers may be gone).
+
+    Garbage is collected first, so a finished trainer's DDP reducer (and any gloo work it holds)
+    goes while its process group is alive, not during interpreter shutdown, where gloo aborts.
+    """
     if world.enabled and dist.is_initialized():
+        gc.collect()
         if finished:
             dist.barrier()
         dist.destroy_process_group()
