@@ -201,6 +201,24 @@ def test_compile_without_a_cpp_compiler_is_one_clear_error(
     assert not (tmp_path / "run").exists()
 
 
+def test_a_compiler_failure_is_one_clear_error(
+    corpus_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from torch._dynamo.exc import InternalTorchDynamoError
+
+    class Broken(torch.nn.Module):
+        def forward(self, *args: object) -> None:
+            raise InternalTorchDynamoError("inductor could not build the kernel\nmore detail")
+
+    monkeypatch.setattr(train_module.torch, "compile", lambda net: Broken())
+    with pytest.raises(TrainingError) as caught:
+        chargen.train(str(corpus_file), tmp_path / "run", steps=2, compile=True, **TINY)
+    assert str(caught.value) == (
+        "--compile failed at step 1 (InternalTorchDynamoError: inductor could not build the "
+        "kernel); train without --compile"
+    )
+
+
 @pytest.mark.skipif(
     shutil.which("c++") is None and shutil.which("g++") is None,
     reason="torch.compile on the CPU needs a C++ compiler; none on PATH",

@@ -407,6 +407,19 @@ class Trainer:
         self._consecutive_skips = 0
         return value
 
+    def _compiled_step(self) -> float:
+        """``train_step`` under ``--compile``: a compiler failure is one line, not a traceback."""
+        try:
+            return self.train_step(self.epoch, self.step_in_epoch)
+        except Exception as exc:
+            if not type(exc).__module__.startswith(("torch._dynamo", "torch._inductor")):
+                raise
+            first = (str(exc).strip().splitlines() or [""])[0][:300]
+            raise TrainingError(
+                f"--compile failed at step {self.step + 1} ({type(exc).__name__}: {first}); "
+                "train without --compile"
+            ) from None
+
     _consecutive_skips = 0
     MAX_CONSECUTIVE_SKIPS = 10
 
@@ -548,7 +561,11 @@ class Trainer:
                     )
                     for group in self.optimizer.param_groups:
                         group["lr"] = self.tc.lr * scale * self.lr_scale
-                    last_loss = self.train_step(self.epoch, self.step_in_epoch)
+                    last_loss = (
+                        self._compiled_step()
+                        if self.tc.compile
+                        else self.train_step(self.epoch, self.step_in_epoch)
+                    )
                     self.step += 1
                     self.step_in_epoch += 1
                     if self._step_delay:
