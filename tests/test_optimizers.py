@@ -212,6 +212,11 @@ def test_bad_parameter_lists_are_refused() -> None:
     weight = torch.nn.Parameter(torch.zeros(2))
     with pytest.raises(ValueError, match="more than once"):
         optimizers.SGD([{"params": [weight]}, {"params": [weight]}])
+    with pytest.raises(TypeError, match="not a tensor"):
+        optimizers.SGD(weight)
+    with pytest.raises(ValueError, match="leaf"):
+        optimizers.SGD([weight * 2])
+    assert optimizers.SGD([{"params": weight}]).param_groups[0]["params"] == [weight]
 
 
 def test_training_never_imports_torch_dynamo(tmp_path: Path) -> None:

@@ -39,6 +39,8 @@ class Optimizer:
         self.defaults = defaults
         self.state: dict[torch.Tensor, Slot] = {}
         self.param_groups: list[Group] = []
+        if isinstance(params, torch.Tensor):
+            raise TypeError("params must be an iterable of tensors or of group dicts, not a tensor")
         items = list(params)
         if not items:
             raise ValueError("the optimizer got an empty parameter list")
@@ -47,7 +49,10 @@ class Optimizer:
             self.add_param_group(group)
 
     def add_param_group(self, group: Group) -> None:
-        params = list(group["params"])
+        given = group["params"]
+        params = [given] if isinstance(given, torch.Tensor) else list(given)
+        if not all(isinstance(p, torch.Tensor) and p.is_leaf for p in params):
+            raise ValueError("the optimizer can only update leaf tensors (parameters)")
         taken = {id(p) for g in self.param_groups for p in g["params"]}
         if len({id(p) for p in params}) != len(params) or any(id(p) in taken for p in params):
             raise ValueError("a parameter appears more than once in the optimizer's groups")
