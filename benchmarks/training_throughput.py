@@ -100,7 +100,7 @@ def chargen_trainer(hidden: int, batch: int, text: str, folder: Path) -> tuple:
     model = ModelConfig(
         vocab_size=tokenizer.vocab_size, embed_dim=EMBED, hidden_size=hidden, dropout=0.1
     )
-    train = TrainConfig(batch_size=batch, seq_len=SEQ_LEN, lr=5e-3, device="cpu")
+    train = TrainConfig(batch_size=batch, seq_len=SEQ_LEN, lr=5e-3, device="cpu", precision="fp32")
     config = ckpt.RunConfig(model, train, DataConfig())
     trainer = Trainer(folder, config, tokenizer, ids, "benchmark")
     counter = iter(range(10**9))

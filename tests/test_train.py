@@ -18,8 +18,9 @@ from chargen.config import ModelConfig, TrainConfig
 from chargen.errors import CheckpointError, TrainingError
 from chargen.evaluate import unigram_entropy
 from chargen.models import build_model
+from chargen.reporting import Reporter
 from chargen.tokenizer import build_tokenizer
-from chargen.train import lr_factor, row_chunks, row_slices
+from chargen.train import lr_factor, resolve_precision, row_chunks, row_slices
 from tests.conftest import TINY, make_text
 
 train_module = importlib.import_module("chargen.train")  # chargen.train is also the function
@@ -181,7 +182,7 @@ def test_a_batch_run_in_row_slices_takes_the_same_steps(
     corpus_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batching: str
 ) -> None:
     """Each slice's mean loss weighted by its rows: the gradient of the whole batch's mean."""
-    options = {**TINY, "dropout": 0.0, "batching": batching, "maxlen": 20}
+    options = {**TINY, "dropout": 0.0, "batching": batching, "maxlen": 20, "precision": "fp32"}
     whole = chargen.train(str(corpus_file), tmp_path / "whole", steps=6, **options)
     monkeypatch.setattr(train_module, "row_chunks", lambda *args: 3)
     sliced = chargen.train(str(corpus_file), tmp_path / "sliced", steps=6, **options)
@@ -226,7 +227,7 @@ def test_a_compiler_failure_is_one_clear_error(
 def test_compiled_training_takes_the_same_steps_and_resumes_without_it(
     corpus_file: Path, tmp_path: Path
 ) -> None:
-    options = {**TINY, "dropout": 0.0, "sample_length": 0}
+    options = {**TINY, "dropout": 0.0, "sample_length": 0, "precision": "fp32"}
     plain = chargen.train(str(corpus_file), tmp_path / "plain", steps=8, **options)
     chargen.train(str(corpus_file), tmp_path / "compiled", steps=4, compile=True, **options)
     from chargen.train import resume_run
@@ -238,3 +239,39 @@ def test_compiled_training_takes_the_same_steps_and_resumes_without_it(
         assert np.allclose(a[key], b[key], rtol=1e-4, atol=1e-5), key
     assert plain.best_val_nats_per_char == pytest.approx(resumed.best_val_nats_per_char, rel=1e-4)
     assert ckpt.load_config(tmp_path / "compiled").train.compile  # runtime changes are not saved
+
+
+def test_auto_precision_is_bf16_only_where_the_hardware_computes_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
+    for avx512_bf16, amx, expected in (
+        (True, False, "bf16"),
+        (False, True, "bf16"),
+        (False, False, "fp32"),
+    ):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v)
+        assert resolve_precision("auto", cpu) == expected
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    assert resolve_precision("auto", cpu) == "fp32"  # no oneDNN: no bf16 kernels
+    for supported, expected in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda v=supported: v)
+        assert resolve_precision("auto", cuda) == expected
+
+
+def test_the_chosen_precision_is_reported_and_the_config_keeps_auto(
+    corpus_file: Path, tmp_path: Path
+) -> None:
+    lines: list[dict] = []
+
+    class Collect(Reporter):
+        def start(self, info: dict) -> None:
+            lines.append(info)
+
+    chargen.train(str(corpus_file), tmp_path / "run", steps=2, reporter=Collect(), **TINY)
+    expected = resolve_precision("auto", torch.device("cpu"))
+    assert lines and lines[0]["precision"] == expected
+    assert ckpt.load_config(tmp_path / "run").train.precision == "auto"

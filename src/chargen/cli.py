@@ -55,7 +55,7 @@ FLAG_HELP = {
     "min_lr_ratio": "cosine floor as a fraction of --lr",
     "grad_clip": "clip the gradient norm to this (0: off)",
     "grad_accum": "accumulate gradients over N consecutive batches per optimizer step",
-    "precision": "fp32 or bf16 (autocast; on CPU and on GPUs that support it)",
+    "precision": "auto (default: bf16 autocast where the CPU or GPU computes bf16 natively, else fp32), fp32 or bf16",
     "on_nan": "a NaN/inf loss: stop (keep the last good checkpoint) or skip the batch and halve the lr",
     "eval_every": "evaluate on the validation split every N steps (and at each epoch end)",
     "eval_max_tokens": "evaluate on at most this many validation tokens",

@@ -20,6 +20,7 @@ MODEL_FAMILIES = ("lstm", "gru", "transformer")
 POSITION_KINDS = ("rotary", "learned")
 BATCHING_SCHEMES = ("streams", "windows")
 OPTIMIZERS = ("adamw", "rmsprop", "adam", "sgd")
+PRECISIONS = ("auto", "fp32", "bf16")
 # TrainConfig fields that belong to the process, not the run: a resumed run may change them
 RUNTIME_FIELDS = ("threads", "device", "compile")
 SCHEDULES = ("cosine", "constant")
@@ -128,7 +129,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     on_nan: str = "stop"
     grad_accum: int = 1
-    precision: str = "fp32"
+    precision: str = "auto"
     steps: int | None = None
     epochs: float | None = None
     minutes: float | None = None
@@ -167,8 +168,10 @@ class TrainConfig:
         _check_float(self.min_lr_ratio, "--min-lr-ratio", low=0.0, high=1.0)
         _check_float(self.grad_clip, "--grad-clip", low=0.0)
         _check_int(self.grad_accum, "--grad-accum", low=1)
-        if self.precision not in ("fp32", "bf16"):
-            raise ConfigError(f"--precision must be fp32 or bf16, got {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(
+                f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
+            )
         if self.on_nan not in ("stop", "skip"):
             raise ConfigError(f"--on-nan must be stop or skip, got {self.on_nan!r}")
         if self.steps is not None:
@@ -272,6 +275,7 @@ PRESETS: dict[str, Preset] = {
             schedule="constant",
             warmup_steps=0,
             grad_clip=0.0,
+            precision="fp32",
             epochs=60,
             eval_every=1_000_000,
             checkpoint_every=500,
