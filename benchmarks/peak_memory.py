@@ -5,8 +5,9 @@ included) in a fresh process, alternating two configurations ``--repeats`` times
 
 * ``chargen``: ``chargen train nietzsche --preset P`` as shipped;
 * ``baseline``: the same command with the training path chargen had before: ``torch.optim``
-  optimizers (whose first use imports torch._dynamo and sympy) and whole batches through
-  oneDNN's LSTM (no row slices, so its workspace grows as batch x seq_len x hidden).
+  optimizers (whose first use imports torch._dynamo and sympy), whole batches through
+  oneDNN's LSTM (no row slices, so its workspace grows as batch x seq_len x hidden) and fp32
+  (the default before ``--precision auto``).
 
 The peak is the child's ``ru_maxrss`` from ``wait4`` (what ``/usr/bin/time -f %M`` reports), in
 MiB; the training speed is the last evaluation record's chars/s. Reports medians.
@@ -106,7 +107,8 @@ def main() -> int:
                     ("baseline", [sys.executable, "-c", BASELINE]),
                 ):
                     peaks, speeds = found[name]
-                    peaks.append(peak_of([*head, *flags]))
+                    extra = ["--precision", "fp32"] if name == "baseline" else []
+                    peaks.append(peak_of([*head, *flags, *extra]))
                     speeds.append(eval_records(Path(tmp, "run"))[-1]["chars_per_s"])
             ours, base = found["chargen"], found["baseline"]
             rows.append(
