@@ -34,14 +34,13 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import describe, eval_records  # noqa: E402
+from machine import describe, eval_records, train_command  # noqa: E402
+from training_throughput import chargen_trainer  # noqa: E402
 
-from chargen import checkpoint as ckpt  # noqa: E402
-from chargen.config import DataConfig, ModelConfig, TrainConfig  # noqa: E402
+from chargen.config import ModelConfig  # noqa: E402
 from chargen.generate import generate  # noqa: E402
 from chargen.models import build_model  # noqa: E402
 from chargen.tokenizer import build_tokenizer  # noqa: E402
-from chargen.train import Trainer  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 DEFAULT_RUNS = ["large", "large --hidden-size 1024 --dropout 0.35", "transformer"]
@@ -69,34 +68,19 @@ def seconds_per_call(
 
 def training_step(text: str, folder: Path, size: dict, device: str, precision: str, compile_: bool):
     """One chargen ``Trainer.train_step`` per call, for the model and batch in ``size``."""
-    tokenizer = build_tokenizer("char", text)
-    model = ModelConfig(
-        vocab_size=tokenizer.vocab_size,
-        embed_dim=size["embed"],
-        hidden_size=size["hidden"],
-        num_layers=size["layers"],
-        dropout=0.1,
-    )
-    train = TrainConfig(
-        batch_size=size["batch"],
+    step, trainer = chargen_trainer(
+        text,
+        folder,
+        hidden=size["hidden"],
+        batch=size["batch"],
         seq_len=size["seq"],
+        embed=size["embed"],
+        layers=size["layers"],
         lr=2e-3,
         device=device,
         precision=precision,
         compile=compile_,
     )
-    trainer = Trainer(
-        folder,
-        ckpt.RunConfig(model, train, DataConfig()),
-        tokenizer,
-        tokenizer.encode(text),
-        "gpu-path",
-    )
-    counter = iter(range(10**9))
-
-    def step() -> None:
-        trainer.train_step(0, next(counter) % trainer.steps_per_epoch)
-
     return step, trainer.device, size["batch"] * size["seq"]
 
 
@@ -177,14 +161,13 @@ def time_to_quality(
     print("|---|---:|---:|---:|---:|")
     for run in runs:
         preset, *flags = shlex.split(run)
+        precision = "bf16" if device.startswith("cuda") else "fp32"
         with tempfile.TemporaryDirectory() as tmp:
-            cmd = [
-                sys.executable, "-m", "chargen", "train", "tinyshakespeare",
-                "--data-dir", data_dir, "--preset", preset, "--device", device,
-                "--precision", "bf16" if device.startswith("cuda") else "fp32",
-                "--minutes", str(minutes), "--eval-every", str(eval_every),
-                "--sample-length", "0", "--out", str(Path(tmp, "run")), *flags,
-            ]  # fmt: skip
+            cmd = train_command(
+                "tinyshakespeare", Path(tmp, "run"), data_dir, "--preset", preset,
+                "--device", device, "--precision", precision, "--minutes", str(minutes),
+                "--eval-every", str(eval_every), *flags,
+            )  # fmt: skip
             done = subprocess.run(cmd, capture_output=True, text=True)
             if done.returncode != 0:
                 print(f"| {run} | failed: {done.stderr.strip().splitlines()[-1:]} | | | |")

@@ -6,7 +6,10 @@ import json
 import os
 import platform
 import resource
+import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 
@@ -43,3 +46,31 @@ def eval_records(run: str | Path) -> list[dict]:
     """The evaluation records of a run's ``metrics.jsonl``, in order."""
     lines = Path(run, "metrics.jsonl").read_text().splitlines()
     return [r for r in map(json.loads, lines) if r["kind"] == "eval"]
+
+
+# how each shared corpus is read (nietzsche.txt is latin-1)
+CORPUS_FLAGS = {"nietzsche": ["--encoding", "latin-1"]}
+
+
+def train_command(source: str, out: str | Path, data_dir: str | Path, *flags: str) -> list[str]:
+    """``python -m chargen train SOURCE`` from ``data_dir`` into ``out`` (overwritten), no samples."""
+    return [
+        sys.executable, "-m", "chargen", "train", source, "--data-dir", str(data_dir),
+        *CORPUS_FLAGS.get(source, []), "--out", str(out), "--overwrite", "--sample-length", "0",
+        *flags,
+    ]  # fmt: skip
+
+
+def run_training(source: str, data_dir: str | Path, *flags: str) -> tuple[float, list[dict]]:
+    """Train into a temporary folder; (process wall seconds, its evaluation records).
+
+    A failed run ends the benchmark with the command and the end of its stderr.
+    """
+    with tempfile.TemporaryDirectory(prefix="chargen-bench-") as out:
+        cmd = train_command(source, out, data_dir, *flags)
+        start = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        wall = time.perf_counter() - start
+        if proc.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
+        return wall, eval_records(out)

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import describe, eval_records  # noqa: E402
+from machine import describe, run_training, train_command  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RECORDED = {"seconds": 71.0, "val": 1.886}
@@ -75,22 +75,8 @@ def run_nanogpt(checkout: Path, text: str) -> dict:
     return {"seconds": wall, "val": float(val), "step": int(step)}
 
 
-def chargen_cmd(out: str, data_dir: str, preset: str, budget: list[str]) -> list[str]:
-    return [
-        sys.executable, "-m", "chargen", "train", "tinyshakespeare", "--data-dir", data_dir,
-        "--out", out, "--overwrite", "--preset", preset, "--sample-length", "0", *budget,
-    ]  # fmt: skip
-
-
 def run_chargen(data_dir: str, preset: str, budget: list[str]) -> dict:
-    with tempfile.TemporaryDirectory(prefix="chargen-eq-") as out:
-        cmd = chargen_cmd(out, data_dir, preset, budget)
-        start = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        wall = time.perf_counter() - start
-        if proc.returncode != 0:
-            raise SystemExit(f"chargen failed:\n{proc.stderr[-2000:]}")
-        evals = eval_records(out)
+    wall, evals = run_training("tinyshakespeare", data_dir, "--preset", preset, *budget)
     last = evals[-1]
     return {"wall": wall, "elapsed": last["elapsed"], "val": last["val_nats_per_char"]}
 
@@ -123,7 +109,8 @@ def main() -> int:
     budget = max(1.0, nano["seconds"] - startup)
     print(f"chargen start-up (one-step run): {startup:.1f} s; training budget {budget:.1f} s")
     mine = run_chargen(args.data_dir, args.preset, ["--minutes", f"{budget / 60:.6f}"])
-    print(f"chargen command: {' '.join(chargen_cmd('<tmp>', args.data_dir, args.preset, []))}")
+    command = train_command("tinyshakespeare", "<tmp>", args.data_dir, "--preset", args.preset)
+    print(f"chargen command: {' '.join(command)}")
     print("\n| program | process wall s | val nats/char |")
     print("|---|---:|---:|")
     print(f"| nanoGPT CPU recipe | {nano['seconds']:.1f} | {nano['val']:.4f} |")

@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import describe, eval_records  # noqa: E402
+from machine import describe, run_training  # noqa: E402
 
 from chargen.train import resolve_precision  # noqa: E402
 
@@ -36,18 +34,9 @@ CASES = [  # (name, flags, seconds)
 
 def run(flags: list[str], seconds: float, precision: str, data_dir: str) -> tuple[int, float]:
     """(steps, final validation nats/char) of one run."""
-    with tempfile.TemporaryDirectory() as tmp:
-        cmd = [
-            sys.executable, "-m", "chargen", "train", "nietzsche", "--data-dir", data_dir,
-            "--encoding", "latin-1", "--out", str(Path(tmp, "run")), "--overwrite",
-            "--minutes", str(seconds / 60), "--sample-length", "0", "--eval-every", "100000",
-            "--precision", precision, *flags,
-        ]  # fmt: skip
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
-        last = eval_records(Path(tmp, "run"))[-1]
-    return last["step"], last["val_nats_per_char"]
+    budget = ["--minutes", str(seconds / 60), "--eval-every", "100000", "--precision", precision]
+    _, evals = run_training("nietzsche", data_dir, *budget, *flags)
+    return evals[-1]["step"], evals[-1]["val_nats_per_char"]
 
 
 def main() -> int:

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import describe, eval_records, peak_rss_mb  # noqa: E402
+from machine import describe, eval_records, peak_rss_mb, train_command  # noqa: E402
 
 SEED_PROGRAM = {"epoch 1": (100, 1.795), "epoch 2": (176, 1.639), "peak_rss_mb": 2600}
 
@@ -42,27 +42,8 @@ def main() -> int:
         print(f"skipped: {args.data_dir}/nietzsche.txt is absent (pass --data-dir)")
         return 0
     out = args.out or tempfile.mkdtemp(prefix="chargen-quality-")
-    cmd = [
-        sys.executable,
-        "-m",
-        "chargen",
-        "train",
-        "nietzsche",
-        "--data-dir",
-        args.data_dir,
-        "--encoding",
-        "latin-1",
-        "--out",
-        out,
-        "--overwrite",
-        "--preset",
-        args.preset,
-        "--minutes",
-        str(args.minutes),
-        "--sample-length",
-        "0",
-        *args.extra,
-    ]
+    flags = ["--preset", args.preset, "--minutes", str(args.minutes), *args.extra]
+    cmd = train_command("nietzsche", out, args.data_dir, *flags)
     print(describe(cmd))
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)

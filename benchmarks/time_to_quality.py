@@ -23,11 +23,10 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import describe, eval_records  # noqa: E402
+from machine import describe, run_training, train_command  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RECORDED_SEED = {"seconds": 176.0, "val_nats_per_char": 1.639}
@@ -74,34 +73,8 @@ def run_seed(python: str, data_dir: str) -> dict:
 
 def run_chargen(seconds: float, preset: str, data_dir: str, extra: list[str]) -> dict:
     """chargen train for ``seconds`` of training; the last evaluation and the process wall time."""
-    with tempfile.TemporaryDirectory(prefix="chargen-ttq-") as out:
-        cmd = [
-            sys.executable,
-            "-m",
-            "chargen",
-            "train",
-            "nietzsche",
-            "--data-dir",
-            data_dir,
-            "--encoding",
-            "latin-1",
-            "--out",
-            out,
-            "--overwrite",
-            "--preset",
-            preset,
-            "--minutes",
-            f"{seconds / 60:.6f}",
-            "--sample-length",
-            "0",
-            *extra,
-        ]
-        start = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        wall = time.perf_counter() - start
-        if proc.returncode != 0:
-            raise SystemExit(f"chargen failed:\n{proc.stderr[-2000:]}")
-        evals = eval_records(out)
+    flags = ["--preset", preset, "--minutes", f"{seconds / 60:.6f}", *extra]
+    wall, evals = run_training("nietzsche", data_dir, *flags)
     last = evals[-1]
     return {
         "budget": seconds,
@@ -109,7 +82,7 @@ def run_chargen(seconds: float, preset: str, data_dir: str, extra: list[str]) ->
         "val": last["val_nats_per_char"],
         "wall": wall,
         "step": last["step"],
-        "command": " ".join("<tmp>" if part == out else part for part in cmd),
+        "command": " ".join(train_command("nietzsche", "<tmp>", data_dir, *flags)),
     }
 
 

@@ -93,23 +93,38 @@ def plain_loop(hidden: int, batch: int, vocab: int):
     return step
 
 
-def chargen_trainer(hidden: int, batch: int, text: str, folder: Path) -> tuple:
-    """chargen's Trainer on ``text`` (the medium preset's options at this width and batch)."""
+def chargen_trainer(
+    text: str,
+    folder: Path,
+    *,
+    hidden: int,
+    batch: int,
+    seq_len: int = SEQ_LEN,
+    embed: int = EMBED,
+    layers: int = 1,
+    **train: object,
+) -> tuple:
+    """chargen's Trainer on ``text`` (the medium preset's options at this shape, fp32 unless
+    ``train`` says otherwise); returns (one ``train_step`` per call, the trainer)."""
     tokenizer = build_tokenizer("char", text)
-    ids = tokenizer.encode(text)
     model = ModelConfig(
-        vocab_size=tokenizer.vocab_size, embed_dim=EMBED, hidden_size=hidden, dropout=0.1
+        vocab_size=tokenizer.vocab_size,
+        embed_dim=embed,
+        hidden_size=hidden,
+        num_layers=layers,
+        dropout=0.1,
     )
-    train = TrainConfig(batch_size=batch, seq_len=SEQ_LEN, lr=5e-3, device="cpu", precision="fp32")
-    config = ckpt.RunConfig(model, train, DataConfig())
-    trainer = Trainer(folder, config, tokenizer, ids, "benchmark")
+    options: dict = {"lr": 5e-3, "device": "cpu", "precision": "fp32", **train}
+    config = ckpt.RunConfig(
+        model, TrainConfig(batch_size=batch, seq_len=seq_len, **options), DataConfig()
+    )
+    trainer = Trainer(folder, config, tokenizer, tokenizer.encode(text), "benchmark")
     counter = iter(range(10**9))
 
     def step() -> None:
-        i = next(counter) % trainer.steps_per_epoch
-        trainer.train_step(0, i)
+        trainer.train_step(0, next(counter) % trainer.steps_per_epoch)
 
-    return step, tokenizer.vocab_size
+    return step, trainer
 
 
 def main() -> int:
@@ -140,7 +155,8 @@ def main() -> int:
     print("|---|---|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory(prefix="chargen-throughput-") as tmp:
         for hidden, batch in SHAPES:
-            step, vocab = chargen_trainer(hidden, batch, text, Path(tmp))
+            step, trainer = chargen_trainer(text, Path(tmp), hidden=hidden, batch=batch)
+            vocab = trainer.tokenizer.vocab_size
             plain = plain_loop(hidden, batch, vocab)
             results = {}
             for name, fn in (("plain", plain), ("chargen", step)):

@@ -160,8 +160,23 @@ class Optimizer:
             slots.append(slot)
         return slots
 
+    @torch.no_grad()
     def step(self) -> None:
+        """One update of every parameter that has a gradient."""
+        for group in self.param_groups:
+            params, grads = self._gradients(group)
+            if params:
+                self._update(group, params, grads)
+
+    def _update(self, group: Group, params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
         raise NotImplementedError
+
+
+def _with_l2(
+    grads: list[torch.Tensor], params: list[torch.Tensor], decay: float
+) -> list[torch.Tensor]:
+    """L2 weight decay folded into the gradients, g + λp (new tensors); the gradients if λ = 0."""
+    return list(torch._foreach_add(grads, params, alpha=decay)) if decay != 0 else grads
 
 
 class AdamW(Optimizer):
@@ -191,36 +206,30 @@ class AdamW(Optimizer):
     ) -> None:
         super().__init__(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
 
-    @torch.no_grad()
-    def step(self) -> None:
-        for group in self.param_groups:
-            params, grads = self._gradients(group)
-            if not params:
-                continue
-            slots = self._slots(params)
-            lr, (beta1, beta2), eps, decay = (
-                group["lr"],
-                group["betas"],
-                group["eps"],
-                group["weight_decay"],
-            )
-            if decay != 0:
-                if self.decoupled:
-                    torch._foreach_mul_(params, 1 - lr * decay)
-                else:
-                    grads = torch._foreach_add(grads, params, alpha=decay)
-            exp_avgs = [s["exp_avg"] for s in slots]
-            exp_avg_sqs = [s["exp_avg_sq"] for s in slots]
-            torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
-            torch._foreach_mul_(exp_avg_sqs, beta2)
-            torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - beta2)
-            steps = [s["step"] for s in slots]
-            bias2_sqrt = [(1 - beta2**t) ** 0.5 for t in steps]
-            minus_step_size = [-(lr / (1 - beta1**t)) for t in steps]
-            denominators = torch._foreach_sqrt(exp_avg_sqs)
-            torch._foreach_div_(denominators, bias2_sqrt)
-            torch._foreach_add_(denominators, eps)
-            torch._foreach_addcdiv_(params, exp_avgs, denominators, minus_step_size)
+    def _update(self, group: Group, params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
+        slots = self._slots(params)
+        lr, (beta1, beta2), eps, decay = (
+            group["lr"],
+            group["betas"],
+            group["eps"],
+            group["weight_decay"],
+        )
+        if not self.decoupled:
+            grads = _with_l2(grads, params, decay)
+        elif decay != 0:
+            torch._foreach_mul_(params, 1 - lr * decay)
+        exp_avgs = [s["exp_avg"] for s in slots]
+        exp_avg_sqs = [s["exp_avg_sq"] for s in slots]
+        torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+        torch._foreach_mul_(exp_avg_sqs, beta2)
+        torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - beta2)
+        steps = [s["step"] for s in slots]
+        bias2_sqrt = [(1 - beta2**t) ** 0.5 for t in steps]
+        minus_step_size = [-(lr / (1 - beta1**t)) for t in steps]
+        denominators = torch._foreach_sqrt(exp_avg_sqs)
+        torch._foreach_div_(denominators, bias2_sqrt)
+        torch._foreach_add_(denominators, eps)
+        torch._foreach_addcdiv_(params, exp_avgs, denominators, minus_step_size)
 
 
 class Adam(AdamW):
@@ -265,27 +274,21 @@ class SGD(Optimizer):
             return {}
         return super()._import(p, slot, number)
 
-    @torch.no_grad()
-    def step(self) -> None:
-        for group in self.param_groups:
-            params, grads = self._gradients(group)
-            if not params:
-                continue
-            lr, momentum, decay = group["lr"], group["momentum"], group["weight_decay"]
-            if decay != 0:
-                grads = torch._foreach_add(grads, params, alpha=decay)
-            if momentum != 0:
-                updates = []
-                for p, g in zip(params, grads, strict=True):
-                    slot = self.state.setdefault(p, {})
-                    buffer = slot.get("momentum_buffer")
-                    if buffer is None:
-                        buffer = slot["momentum_buffer"] = g.detach().clone()
-                    else:
-                        buffer.mul_(momentum).add_(g)
-                    updates.append(buffer)
-                grads = updates
-            torch._foreach_add_(params, grads, alpha=-lr)
+    def _update(self, group: Group, params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
+        lr, momentum = group["lr"], group["momentum"]
+        grads = _with_l2(grads, params, group["weight_decay"])
+        if momentum != 0:
+            updates = []
+            for p, g in zip(params, grads, strict=True):
+                slot = self.state.setdefault(p, {})
+                buffer = slot.get("momentum_buffer")
+                if buffer is None:
+                    buffer = slot["momentum_buffer"] = g.detach().clone()
+                else:
+                    buffer.mul_(momentum).add_(g)
+                updates.append(buffer)
+            grads = updates
+        torch._foreach_add_(params, grads, alpha=-lr)
 
 
 class RMSprop(Optimizer):
@@ -309,19 +312,13 @@ class RMSprop(Optimizer):
     ) -> None:
         super().__init__(params, lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay)
 
-    @torch.no_grad()
-    def step(self) -> None:
-        for group in self.param_groups:
-            params, grads = self._gradients(group)
-            if not params:
-                continue
-            slots = self._slots(params)
-            lr, alpha, eps, decay = group["lr"], group["alpha"], group["eps"], group["weight_decay"]
-            if decay != 0:
-                grads = torch._foreach_add(grads, params, alpha=decay)
-            squares = [s["square_avg"] for s in slots]
-            torch._foreach_mul_(squares, alpha)
-            torch._foreach_addcmul_(squares, grads, grads, 1 - alpha)
-            denominators = torch._foreach_sqrt(squares)
-            torch._foreach_add_(denominators, eps)
-            torch._foreach_addcdiv_(params, grads, denominators, -lr)
+    def _update(self, group: Group, params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
+        slots = self._slots(params)
+        lr, alpha, eps = group["lr"], group["alpha"], group["eps"]
+        grads = _with_l2(grads, params, group["weight_decay"])
+        squares = [s["square_avg"] for s in slots]
+        torch._foreach_mul_(squares, alpha)
+        torch._foreach_addcmul_(squares, grads, grads, 1 - alpha)
+        denominators = torch._foreach_sqrt(squares)
+        torch._foreach_add_(denominators, eps)
+        torch._foreach_addcdiv_(params, grads, denominators, -lr)

@@ -389,6 +389,8 @@ class Trainer:
         gradient all-reduce; the decision to skip or stop uses the loss averaged over ranks.
         """
         windows = self.tc.batching == "windows"
+        carried = not windows and self.model.carries_state
+        bf16 = self.precision == "bf16"
         accum = self.tc.grad_accum
         self.optimizer.zero_grad(set_to_none=True)
         total = 0.0
@@ -397,13 +399,11 @@ class Trainer:
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             rows = x.shape[0]
             slices = row_slices(rows, row_chunks(self.model, rows, x.shape[1], self.device))
-            carried = not windows and self.model.carries_state
             states = []
             for c, part in enumerate(slices):
                 final = j == accum - 1 and c == len(slices) - 1
                 no_sync = self.world.enabled and not final
                 sync = self.net.no_sync() if no_sync else nullcontext()  # type: ignore[operator]
-                bf16 = self.precision == "bf16"
                 with sync, torch.autocast(self.device.type, torch.bfloat16, enabled=bf16):
                     if windows:
                         logits, _ = self.net(x[part], None)
