@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from chargen.server.app import ServerLimits
 
@@ -19,15 +20,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(run: Path, limits: ServerLimits | None = None) -> Iterator[str]:
-    """uvicorn serving ``run`` in a thread; yields its base URL."""
+def running_app(app: Any) -> Iterator[str]:
+    """uvicorn serving the ASGI ``app`` on 127.0.0.1 in a thread; yields its base URL."""
     import uvicorn
-
-    from chargen.server.app import create_app
 
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(create_app(run, limits), host="127.0.0.1", port=port, log_level="error")
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="critical", timeout_graceful_shutdown=1
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -39,3 +40,12 @@ def running_server(run: Path, limits: ServerLimits | None = None) -> Iterator[st
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@contextmanager
+def running_server(run: Path, limits: ServerLimits | None = None) -> Iterator[str]:
+    """uvicorn serving ``run`` in a thread; yields its base URL."""
+    from chargen.server.app import create_app
+
+    with running_app(create_app(run, limits)) as url:
+        yield url

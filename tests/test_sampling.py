@@ -209,6 +209,15 @@ def test_reweight_refuses_bad_distributions(p: list) -> None:
         ("presence_penalty", float("inf"), "--presence-penalty"),
         ("penalty_window", 0, "--penalty-window"),
         ("no_repeat_ngram_size", -1, "--no-repeat-ngram"),
+        # values that would overflow float32 logits into inf / NaN (the hostile-input round)
+        ("repetition_penalty", 1e-300, "--repetition-penalty"),
+        ("repetition_penalty", 1e300, "--repetition-penalty"),
+        ("frequency_penalty", 1e300, "--frequency-penalty"),
+        ("presence_penalty", 1e308, "--presence-penalty"),
+        ("presence_penalty", -101.0, "--presence-penalty"),
+        ("penalty_window", 10**9, "--penalty-window"),
+        ("no_repeat_ngram_size", 1000, "--no-repeat-ngram"),
+        ("top_k", 10**12, "--top-k"),
     ],
 )
 def test_config_validation_names_the_flag(field: str, value: object, flag: str) -> None:
@@ -224,7 +233,7 @@ def test_config_edges_are_valid_and_round_trip_through_json() -> None:
         top_p=1.0,
         min_p=0.0,
         typical_p=1.0,
-        repetition_penalty=1e-3,
+        repetition_penalty=0.01,
         frequency_penalty=-0.5,
         presence_penalty=0.5,
         penalty_window=1,

@@ -40,6 +40,7 @@ from chargen.sampling import (
     SamplingConfig,
     apply_processors,
     build_processors,
+    check_finite_logits,
 )
 
 State = TypeVar("State")
@@ -110,6 +111,7 @@ def beam_search(
         beams = tokens.shape[0]
         if logits.dim() != 2 or logits.shape[0] != beams:
             raise ValueError(f"step must return logits ({beams}, V), got {tuple(logits.shape)}")
+        check_finite_logits(logits, t)
         context = torch.cat([past.expand(beams, -1), tokens], dim=1)
         logprobs = _candidate_logprobs(
             logits.detach().cpu().double(), context, penalties, truncations

@@ -35,3 +35,7 @@ class CheckpointError(ChargenError):
 
 class TrainingError(ChargenError):
     """Training cannot go on (a NaN loss, a corpus too short for one batch, ...)."""
+
+
+class GenerationError(ChargenError):
+    """Generation cannot go on (the model's scores are not finite numbers)."""

@@ -222,7 +222,7 @@ def _torch_loop(
     n = len(ids)
     for t in range(length):
         logits, state = stepper.step(history[:, n - 1], state)
-        nxt, logp, ent = draw(logits.float(), history[:, :n], uniforms(seeds, t), sampling)
+        nxt, logp, ent = draw(logits.float(), history[:, :n], uniforms(seeds, t), sampling, step=t)
         chosen[:, t] = logp.cpu()
         entropies[:, t] = ent.cpu()
         history[:, n] = nxt

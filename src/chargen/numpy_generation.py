@@ -17,7 +17,13 @@ from chargen.models import LanguageModel, RNNLanguageModel, State
 from chargen.models.numpy_step import NumpyRNNStep
 from chargen.models.stepper import FusedStepper
 from chargen.rng import UniformDraws
-from chargen.sampling import SamplingConfig, Temperature, build_processors, draw
+from chargen.sampling import (
+    SamplingConfig,
+    Temperature,
+    build_processors,
+    draw,
+    non_finite_error,
+)
 
 LoopResult = tuple[np.ndarray, np.ndarray, np.ndarray, int]
 """(history (B, P + length) int64, chosen log-probs (B, length), entropies (B, length), made)."""
@@ -78,6 +84,15 @@ def draw_tempered(
     return idx, chosen, ent
 
 
+def usable(logits: np.ndarray) -> bool:
+    """``sampling.usable_rows(logits).all()`` for NumPy logits: no NaN, no ``+inf``, and a
+    logit above ``-inf`` in every row."""
+    if np.isfinite(logits).all():  # the common case, one pass
+        return True
+    bad = np.isnan(logits) | np.isposinf(logits)
+    return bool(not bad.any() and (logits > -np.inf).any(axis=1).all())
+
+
 def generate_loop(
     model: RNNLanguageModel,
     state: State,
@@ -105,10 +120,16 @@ def generate_loop(
     for t in range(length):
         logits = stepper.step(history[:, n - 1])
         if simple:
+            if not usable(logits):
+                raise non_finite_error(t)
             nxt, logp, ent = draw_tempered(logits, draws(t), sampling)
         else:
             picked = draw(
-                torch.from_numpy(logits), history_t[:, :n], torch.from_numpy(draws(t)), sampling
+                torch.from_numpy(logits),
+                history_t[:, :n],
+                torch.from_numpy(draws(t)),
+                sampling,
+                step=t,
             )
             nxt, logp, ent = (x.numpy() for x in picked)
         history[:, n] = nxt

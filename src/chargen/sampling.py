@@ -39,11 +39,17 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 import torch
 
-from chargen.errors import SamplingError
+from chargen.errors import GenerationError, SamplingError
 
 NEG_INF = float("-inf")
 GREEDY_BELOW = 1e-12  # a temperature below this is greedy (l / T would overflow)
 MASS_TOLERANCE = 1e-12  # top-p / typical-p: a cumulative mass >= p - 1e-12 "reaches" p
+
+MAX_TOP_K = 1_000_000  # no vocabulary is larger (checkpoint limits)
+MAX_WINDOW = 65_536  # tokens the penalties look back over
+MAX_NGRAM = 64  # longest n-gram --no-repeat-ngram-size bans
+REPETITION_PENALTY_RANGE = (0.01, 100.0)  # a multiplier: beyond it logits leave float32's range
+ADDITIVE_PENALTY_RANGE = (-100.0, 100.0)  # per occurrence, in logits (nats)
 
 ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
 
@@ -118,40 +124,43 @@ class SamplingConfig:
     """
 
     temperature: float = 1.0  # >= 0; 0 = greedy
-    top_k: int | None = None  # >= 1
+    top_k: int | None = None  # in [1, MAX_TOP_K]
     top_p: float | None = None  # in (0, 1]
     min_p: float | None = None  # in [0, 1]
     typical_p: float | None = None  # in (0, 1]
-    repetition_penalty: float = 1.0  # > 0 (CTRL: positive logits / r, negative * r)
-    frequency_penalty: float = 0.0  # logit -= f * count(token in window)
-    presence_penalty: float = 0.0  # logit -= p * [token in window]
-    penalty_window: int = 64  # >= 1: how many recent tokens the penalties look at
-    no_repeat_ngram_size: int = 0  # >= 0; 0 = off
+    repetition_penalty: float = 1.0  # in [0.01, 100] (CTRL: positive logits / r, negative * r)
+    frequency_penalty: float = 0.0  # in [-100, 100]: logit -= f * count(token in window)
+    presence_penalty: float = 0.0  # in [-100, 100]: logit -= p * [token in window]
+    penalty_window: int = 64  # in [1, MAX_WINDOW]: how many recent tokens the penalties look at
+    no_repeat_ngram_size: int = 0  # in [0, MAX_NGRAM]; 0 = off
 
     def validate(self) -> SamplingConfig:
-        """Raise SamplingError (one line naming the CLI flag) on a value out of range; return self."""
+        """Raise SamplingError (one line naming the CLI flag) on a value out of range; return self.
+
+        The bounds keep every processed logit finite: a penalised logit is at most
+        ``100 * |l|`` or ``|l| + 100 * MAX_WINDOW`` away from the model's own.
+        """
         _check_temperature(self.temperature)
-        if self.top_k is not None and (not _is_int(self.top_k) or self.top_k < 1):
-            raise SamplingError(f"--top-k must be an integer >= 1, got {self.top_k!r}")
+        if self.top_k is not None and (not _is_int(self.top_k) or not 1 <= self.top_k <= MAX_TOP_K):
+            raise SamplingError(
+                f"--top-k must be an integer in [1, {MAX_TOP_K}], got {self.top_k!r}"
+            )
         _check_unit("--top-p", self.top_p, low_open=True)
         _check_unit("--min-p", self.min_p, low_open=False)
         _check_unit("--typical-p", self.typical_p, low_open=True)
-        r = self.repetition_penalty
-        if not _is_real(r) or not math.isfinite(r) or r <= 0:
-            raise SamplingError(f"--repetition-penalty must be a finite number > 0, got {r!r}")
-        for flag, value in (
-            ("--frequency-penalty", self.frequency_penalty),
-            ("--presence-penalty", self.presence_penalty),
-        ):
-            if not _is_real(value) or not math.isfinite(value):
-                raise SamplingError(f"{flag} must be a finite number, got {value!r}")
-        if not _is_int(self.penalty_window) or self.penalty_window < 1:
+        _check_range("--repetition-penalty", self.repetition_penalty, *REPETITION_PENALTY_RANGE)
+        _check_range("--frequency-penalty", self.frequency_penalty, *ADDITIVE_PENALTY_RANGE)
+        _check_range("--presence-penalty", self.presence_penalty, *ADDITIVE_PENALTY_RANGE)
+        if not _is_int(self.penalty_window) or not 1 <= self.penalty_window <= MAX_WINDOW:
             raise SamplingError(
-                f"--penalty-window must be an integer >= 1, got {self.penalty_window!r}"
+                f"--penalty-window must be an integer in [1, {MAX_WINDOW}], "
+                f"got {self.penalty_window!r}"
             )
         n = self.no_repeat_ngram_size
-        if not _is_int(n) or n < 0:
-            raise SamplingError(f"--no-repeat-ngram-size must be an integer >= 0, got {n!r}")
+        if not _is_int(n) or not 0 <= n <= MAX_NGRAM:
+            raise SamplingError(
+                f"--no-repeat-ngram-size must be an integer in [0, {MAX_NGRAM}], got {n!r}"
+            )
         return self
 
     @property
@@ -171,6 +180,11 @@ class SamplingConfig:
         if unknown:
             raise SamplingError(f"unknown sampling option(s): {', '.join(unknown)}")
         return cls(**data).validate()
+
+
+def _check_range(flag: str, value: Any, low: float, high: float) -> None:
+    if not _is_real(value) or not math.isfinite(value) or not low <= value <= high:
+        raise SamplingError(f"{flag} must be a number in [{low:g}, {high:g}], got {value!r}")
 
 
 def _check_unit(flag: str, value: Any, *, low_open: bool) -> None:
@@ -471,14 +485,48 @@ def select_next(logprobs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
     return torch.minimum(idx, last_live)
 
 
+def non_finite_error(step: int) -> GenerationError:
+    """The error of a step whose model scores hold NaN or infinity."""
+    return GenerationError(
+        f"the model's scores are not finite numbers at generated token {step + 1} "
+        "(its weights may hold NaN or infinity: a diverged or damaged run)"
+    )
+
+
+def usable_rows(logits: torch.Tensor) -> torch.Tensor:
+    """(B,) bool: rows with no NaN, no ``+inf`` and at least one logit above ``-inf``.
+
+    ``-inf`` is a token the model rules out, which the chain handles; NaN or ``+inf`` would
+    turn the whole distribution into NaN.
+    """
+    bad = torch.isnan(logits) | torch.isposinf(logits)
+    return ~bad.any(dim=-1) & (logits > NEG_INF).any(dim=-1)
+
+
+def check_finite_logits(logits: torch.Tensor, step: int) -> None:
+    """Raise GenerationError unless every row of the raw model logits is usable.
+
+    Checked on the model's own scores, before any rule (see ``usable_rows``): a NaN there
+    would otherwise reach the draw as an empty distribution.
+    """
+    if not bool(usable_rows(logits).all()):
+        raise non_finite_error(step)
+
+
 def draw(
-    logits: torch.Tensor, history: torch.Tensor, uniforms: torch.Tensor, cfg: SamplingConfig
+    logits: torch.Tensor,
+    history: torch.Tensor,
+    uniforms: torch.Tensor,
+    cfg: SamplingConfig,
+    step: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One token per row through the whole chain: (ids (B,), log p of each (B,), entropy (B,)).
 
-    ``process_logits`` then ``select_next``; log p and the entropy are of the distribution
-    actually sampled from.
+    ``check_finite_logits``, ``process_logits`` then ``select_next``; log p and the entropy are
+    of the distribution actually sampled from. ``step`` (the token's index) only names it in
+    an error.
     """
+    check_finite_logits(logits, step)
     logprobs = process_logits(logits, history, cfg)
     picked = select_next(logprobs, uniforms)
     return picked, logprobs.gather(1, picked[:, None])[:, 0], entropy(logprobs)

@@ -1,14 +1,16 @@
 """FastAPI application: generation (JSON or server-sent events), scoring, the model, the page.
 
 Safe by default: it serves only the run named at start (no path comes from a request), caps
-request bodies, lengths, queue size and time per request, and sends no CORS headers unless
-origins are given.
+request bodies (counted as they arrive, see ``body.py``), every field, the queue and the time
+per request, and sends no CORS headers unless origins are given. Every error is one line of
+JSON (``{"detail": "..."}``): no traceback and no path reaches a client.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import time
 import warnings
@@ -20,33 +22,57 @@ from typing import Any
 
 import torch
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from chargen import checkpoint as ckpt
 from chargen.errors import ChargenError
 from chargen.generate import encode_prompt, read_prompt, start_token
 from chargen.sampling import SamplingConfig
 from chargen.score import score_text
-from chargen.server.batcher import Batcher, Job, QueueFull
+from chargen.server.batcher import Batcher, Job, QueueFull, failure_line
+from chargen.server.body import BoundedBody
 
 STATIC = Path(__file__).resolve().parent / "static"
+log = logging.getLogger("chargen.server")
 
 
 @dataclass(frozen=True)
 class ServerLimits:
     """What one request may ask for, and how many may be in flight."""
 
-    max_queue: int = 64
-    max_length: int = 2000
-    timeout_s: float = 60.0
-    max_body_bytes: int = 64 * 1024
-    max_score_chars: int = 200_000
+    max_queue: int = 64  # requests in flight (generating or queued); 429 past it
+    max_length: int = 2000  # tokens one request may generate
+    timeout_s: float = 60.0  # seconds from a request's first byte to its last token
+    max_body_bytes: int = 64 * 1024  # counted as the body arrives, chunked or not; 413 past it
+    body_timeout_s: float = 10.0  # the whole body must arrive within this (408)
+    max_prompt_chars: int = 16_384  # read over several ticks, a slice per tick
+    max_stops: int = 16  # stop strings per request
+    max_stop_chars: int = 256  # characters per stop string
+    max_score_chars: int = 200_000  # /v1/score text (the body limit binds first by default)
+    stuck_after_s: float = 5.0  # /healthz is 503 when the generation loop was idle this long
+
+
+MAX_SEED = 2**64 - 1  # seeds are taken mod 2**64 (rng.py); larger ones only alias
+
+
+def _no_lone_surrogates(value: str) -> str:
+    """A JSON ``\\ud800`` escape decodes to a lone surrogate, which no text can hold."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(
+            "holds a lone UTF-16 surrogate (\\ud800-\\udfff), not a character"
+        ) from None
+    return value
 
 
 class GenerateRequest(BaseModel):
-    """Sampling parameters carry the CLI's names."""
+    """Sampling parameters carry the CLI's names; their ranges are ``SamplingConfig``'s."""
+
+    model_config = ConfigDict(extra="forbid")
 
     prompt: str = ""
     length: int = Field(200, ge=0)
@@ -60,23 +86,78 @@ class GenerateRequest(BaseModel):
     presence_penalty: float = 0.0
     penalty_window: int = 64
     no_repeat_ngram_size: int = 0
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     stop: list[str] = Field(default_factory=list)
     stream: bool = False
 
+    @field_validator("prompt")
+    @classmethod
+    def _text(cls, value: str) -> str:
+        return _no_lone_surrogates(value)
+
+    @field_validator("stop")
+    @classmethod
+    def _stops(cls, value: list[str]) -> list[str]:
+        return [_no_lone_surrogates(v) for v in value]
+
 
 class ScoreRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     text: str
+
+    @field_validator("text")
+    @classmethod
+    def _text(cls, value: str) -> str:
+        return _no_lone_surrogates(value)
 
 
 class DistributionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     prompt: str = ""
     top: int = Field(400, ge=1, le=5000)
+
+    @field_validator("prompt")
+    @classmethod
+    def _text(cls, value: str) -> str:
+        return _no_lone_surrogates(value)
 
 
 def _sampling(req: GenerateRequest) -> SamplingConfig:
     fields = SamplingConfig.__dataclass_fields__
     return SamplingConfig(**{k: getattr(req, k) for k in fields}).validate()
+
+
+def _validation_line(exc: RequestValidationError) -> str:
+    """Pydantic's errors as one line: where and what, never the offending input itself."""
+    parts = []
+    for error in exc.errors():
+        loc = [x for x in error.get("loc", ()) if x != "body"]
+        where = ".".join(_safe_name(x) for x in loc) or "body"
+        parts.append(f"{where}: {' '.join(str(error.get('msg', 'invalid')).split())}")
+    return "; ".join(parts)[:500]
+
+
+def _safe_name(part: Any) -> str:
+    """A field name or index as sent, quoted (ASCII, at most 40 characters) unless plain."""
+    text = str(part)
+    if text.isidentifier() or text.isdigit():
+        return text[:40]
+    return ascii(text[:40])
+
+
+def _public_config(config: ckpt.RunConfig) -> dict[str, Any]:
+    """The run's configuration with its corpus named by its name only (no path of this machine)."""
+    data = config.to_dict()
+    source = str(data["data"].get("source", ""))
+    data["data"]["source"] = Path(source).name or source
+    data["data"].pop("data_dir", None)
+    return data
+
+
+def _finite_or_none(values: list[float]) -> list[float | None]:
+    return [v if math.isfinite(v) else None for v in values]
 
 
 def create_app(
@@ -100,6 +181,9 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.batcher = batcher
+    app.add_middleware(
+        BoundedBody, max_bytes=limits.max_body_bytes, timeout_s=limits.body_timeout_s
+    )
     if cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -108,18 +192,18 @@ def create_app(
             allow_headers=["content-type"],
         )
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next: Any) -> Any:
-        size = request.headers.get("content-length")
-        if size is not None and size.isdigit() and int(size) > limits.max_body_bytes:
-            return JSONResponse(
-                {"detail": f"request body over {limits.max_body_bytes} bytes"}, status_code=413
-            )
-        return await call_next(request)
-
     @app.exception_handler(ChargenError)
     async def chargen_error(_: Request, exc: ChargenError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=422)
+        return JSONResponse({"detail": " ".join(str(exc).split())}, status_code=422)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _validation_line(exc)}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.error("request failed", exc_info=exc)
+        return JSONResponse({"detail": failure_line(exc)}, status_code=500)
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
@@ -133,8 +217,17 @@ def create_app(
         return FileResponse(STATIC / name)
 
     @app.get("/healthz")
-    def healthz() -> dict[str, Any]:
-        return {"status": "ok", "in_flight": batcher.in_flight}
+    def healthz() -> JSONResponse:
+        """200 while the generation loop is ticking; 503 when it has stopped or is stuck."""
+        ok = batcher.ticking(limits.stuck_after_s)
+        return JSONResponse(
+            {
+                "status": "ok" if ok else "unhealthy",
+                "in_flight": batcher.in_flight,
+                "model_steps": batcher.steps,
+            },
+            status_code=200 if ok else 503,
+        )
 
     @app.get("/v1/model")
     def model_info() -> dict[str, Any]:
@@ -143,27 +236,44 @@ def create_app(
             "run": run.name,
             "vocab_size": tokenizer.vocab_size,
             "tokenizer": tokenizer.kind,
-            "config": config.to_dict(),
+            "config": _public_config(config),
             "metrics": [m for m in metrics if m.get("kind") in ("train", "eval")],
             "limits": limits.__dict__,
         }
 
-    def make_job(req: GenerateRequest) -> tuple[Job, list[str]]:
+    def check_caps(req: GenerateRequest) -> None:
         if req.length > limits.max_length:
             raise ChargenError(
                 f"length must be at most {limits.max_length} on this server, got {req.length}"
             )
+        if len(req.prompt) > limits.max_prompt_chars:
+            raise ChargenError(
+                f"prompt must be at most {limits.max_prompt_chars} characters on this server, "
+                f"got {len(req.prompt)}"
+            )
+        if len(req.stop) > limits.max_stops:
+            raise ChargenError(
+                f"stop takes at most {limits.max_stops} strings on this server, got {len(req.stop)}"
+            )
+        if any(len(s) > limits.max_stop_chars for s in req.stop):
+            raise ChargenError(
+                f"each stop string must be at most {limits.max_stop_chars} characters on this server"
+            )
+
+    def make_job(req: GenerateRequest, request: Request) -> tuple[Job, list[str]]:
+        check_caps(req)
         cfg = _sampling(req)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             ids = encode_prompt(tokenizer, req.prompt, "warn") or [start_token(tokenizer)]
+        arrived = getattr(request.state, "arrived", time.monotonic())
         job = Job(
             ids,
             req.length,
             cfg,
             req.seed,
             [s for s in req.stop if s],
-            time.monotonic() + limits.timeout_s,
+            arrived + limits.timeout_s,
             asyncio.get_running_loop(),
         )
         try:
@@ -176,23 +286,26 @@ def create_app(
 
     @app.post("/v1/generate")
     async def generate(req: GenerateRequest, request: Request) -> Any:
-        job, notes = make_job(req)
+        job, notes = make_job(req, request)
         if req.stream:
             return StreamingResponse(
                 _events(job, notes),
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache"},
             )
+        watcher = asyncio.ensure_future(_watch(job, request))
         tokens = []
         try:
             while True:
                 event = await job.events.get()
-                if event["event"] == "done":
+                if event["event"] != "token":
                     break
                 tokens.append({k: event[k] for k in ("token", "id", "logprob", "entropy")})
-        except asyncio.CancelledError:
-            job.cancelled = True
-            raise
+        finally:
+            watcher.cancel()
+            job.cancelled = True  # ended, or this handler was cancelled: no more work for it
+        if event["event"] == "error":
+            return JSONResponse({"detail": event["detail"]}, status_code=event.get("status", 500))
         return {
             "text": event["text"],
             "stop_reason": event["stop_reason"],
@@ -203,6 +316,7 @@ def create_app(
 
     @app.post("/v1/score")
     def score(req: ScoreRequest) -> dict[str, Any]:
+        """Bits per character of ``text`` (a token the model gives probability 0 is null)."""
         if len(req.text) > limits.max_score_chars:
             raise ChargenError(
                 f"text must be at most {limits.max_score_chars} characters on this server"
@@ -212,16 +326,24 @@ def create_app(
             with torch.inference_mode():
                 scored = score_text(model, tokenizer, req.text, "warn")
         bits = scored.bits.tolist()
+        bpc = scored.bits_per_char if scored.chars else None
         return {
-            "bits_per_char": scored.bits_per_char if scored.chars else None,
+            "bits_per_char": bpc if bpc is not None and math.isfinite(bpc) else None,
             "chars": scored.chars,
-            "tokens": [{"token": p, "bits": b} for p, b in zip(scored.pieces, bits, strict=True)],
+            "tokens": [
+                {"token": p, "bits": b}
+                for p, b in zip(scored.pieces, _finite_or_none(bits), strict=True)
+            ],
             "warnings": [str(w.message) for w in caught],
         }
 
     @app.post("/v1/distribution")
     def distribution(req: DistributionRequest) -> dict[str, Any]:
         """Next-token probabilities at T = 1 after ``prompt``; the page reweights them by T."""
+        if len(req.prompt) > limits.max_prompt_chars:
+            raise ChargenError(
+                f"prompt must be at most {limits.max_prompt_chars} characters on this server"
+            )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ids = encode_prompt(tokenizer, req.prompt, "drop") if req.prompt else []
@@ -239,16 +361,52 @@ def create_app(
     return app
 
 
+async def _watch(job: Job, request: Request | None) -> None:
+    """End ``job`` for its handler when its client disconnects or its time is up.
+
+    The batcher ends a job at its deadline; this is the backstop for a loop that cannot
+    (a stuck model step): two seconds past the deadline the handler gets an error event.
+    With ``request`` (a plain JSON request), a disconnect cancels the job within one tick.
+    """
+
+    async def disconnected() -> None:
+        assert request is not None
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    remaining = max(0.0, job.deadline - time.monotonic()) + 2.0
+    try:
+        if request is None:
+            await asyncio.sleep(remaining)
+        else:
+            await asyncio.wait_for(disconnected(), remaining)
+            job.cancelled = True
+            job.events.put_nowait(
+                {"event": "error", "detail": "client disconnected", "status": 499}
+            )
+            return
+    except asyncio.TimeoutError:
+        pass
+    job.cancelled = True
+    job.events.put_nowait(
+        {"event": "error", "detail": "the generation loop did not answer in time", "status": 503}
+    )
+
+
 async def _events(job: Job, notes: list[str]) -> AsyncIterator[str]:
-    """Server-sent events: one per token, then ``done`` with the final text (stop cut applied)."""
+    """Server-sent events: one per token, then ``done`` with the final text (stop cut applied),
+    or ``error`` with one line."""
+    watcher = asyncio.ensure_future(_watch(job, None))
     try:
         for note in notes:
             yield f"event: warning\ndata: {json.dumps({'warning': note})}\n\n"
         while True:
             event = await job.events.get()
             kind = event.pop("event")
+            event.pop("status", None)
             yield f"event: {kind}\ndata: {json.dumps(event, ensure_ascii=False)}\n\n"
-            if kind == "done":
+            if kind in ("done", "error"):
                 return
     finally:
+        watcher.cancel()
         job.cancelled = True  # the client went away (or we finished): stop its work

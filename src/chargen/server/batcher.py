@@ -1,16 +1,24 @@
 """Continuous batching: every request in flight advances by one token per model step.
 
-A worker thread owns the model. Each tick it admits new requests (reading their prompts),
-drops finished, timed-out or abandoned ones, stacks the last token and the LSTM state of every
-active request into one batch, runs ONE model step, and hands each request its next token
-through an asyncio queue. A request's sampling rules and seed are its own, and its draws come
-from the same counter-based uniforms as ``chargen generate``, so a served sample equals the
-command line's for the same seed.
+A worker thread owns the model. Each tick it admits new requests, reads a bounded slice of
+the prompts still being read, drops finished, timed-out or abandoned requests, stacks the last
+token and the state of every active request into one batch, runs ONE model step, and hands each
+request its next token through an asyncio queue. A request's sampling rules and seed are its
+own, and its draws come from the same counter-based uniforms as ``chargen generate``, so a
+served sample equals the command line's for the same seed.
+
+One request can never stop the others: whatever goes wrong while serving a request (its
+prompt, its sampling rules, non-finite scores in its row) ends that request with an ``error``
+event, and a failure of the shared model step ends the requests of that step; the worker keeps
+ticking. ``heartbeat`` is refreshed on every turn of the loop (at least every 50 ms when idle),
+so ``/healthz`` can tell a live loop from a stuck one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import queue
 import threading
 import time
@@ -19,11 +27,25 @@ from typing import Any
 
 import torch
 
-from chargen.generate import StopWatcher, read_prompt
+from chargen.errors import ChargenError
+from chargen.generate import StopWatcher
 from chargen.models import LanguageModel, State, build_stepper, concat_states
 from chargen.rng import uniforms
-from chargen.sampling import SamplingConfig, entropy, process_logits, select_next
+from chargen.sampling import (
+    SamplingConfig,
+    entropy,
+    non_finite_error,
+    process_logits,
+    select_next,
+    usable_rows,
+)
 from chargen.tokenizer import Tokenizer
+
+log = logging.getLogger("chargen.server")
+
+PROMPT_TOKENS_PER_TICK = 128
+"""Prompt tokens read per tick, all requests together: a long prompt is read over several
+ticks, so it delays the other requests by one short slice per token they draw."""
 
 
 def _needs_history(cfg: SamplingConfig) -> bool:
@@ -49,6 +71,17 @@ def _groups(jobs: list[Job]) -> list[tuple[list[int], SamplingConfig]]:
     return [(rows, configs[key]) for key, rows in groups.items()]
 
 
+def failure_line(exc: BaseException) -> str:
+    """One line for the client: a ChargenError's own message, else only the error's kind.
+
+    Nothing else of an unexpected error reaches the client (no traceback, no path); the server
+    log has the whole of it.
+    """
+    if isinstance(exc, ChargenError):
+        return " ".join(str(exc).split())
+    return f"generation failed on the server ({type(exc).__name__}); the server log has details"
+
+
 class QueueFull(Exception):
     """More requests in flight than the server accepts (answered with 429)."""
 
@@ -67,15 +100,19 @@ class Job:
     events: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
     cancelled: bool = False
     state: State | None = None
+    read: int = 0  # prompt tokens read into ``state`` (all but the last are read before drawing)
     history: list[int] = field(default_factory=list)
     made: int = 0
     text: str = ""
+    ended: bool = False  # a final event (done or error) was sent and the slot released
 
     def __post_init__(self) -> None:
         self.watcher = StopWatcher(self.stops)
 
     def send(self, event: dict[str, Any]) -> None:
-        self.loop.call_soon_threadsafe(self.events.put_nowait, event)
+        # a closed event loop means the server is gone and nobody listens
+        with contextlib.suppress(RuntimeError):
+            self.loop.call_soon_threadsafe(self.events.put_nowait, event)
 
 
 class Batcher:
@@ -88,17 +125,23 @@ class Batcher:
         self.pieces = [tokenizer.decode([i]) for i in range(tokenizer.vocab_size)]
         self.stepper = build_stepper(self.model)
         self._incoming: queue.Queue[Job] = queue.Queue()
-        self._active: list[Job] = []
+        self._reading: list[Job] = []  # prompts still being read, oldest first
+        self._active: list[Job] = []  # drawing tokens
         self._count = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.steps = 0  # model steps taken (one per tick, whatever the batch)
+        self.heartbeat = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="chargen-batcher", daemon=True)
         self._thread.start()
 
     @property
     def in_flight(self) -> int:
         return self._count
+
+    def ticking(self, within_s: float) -> bool:
+        """True while the worker thread is alive and turned its loop within ``within_s``."""
+        return self._thread.is_alive() and time.monotonic() - self.heartbeat <= within_s
 
     def submit(self, job: Job) -> None:
         """Queue ``job``; QueueFull when ``max_jobs`` are already in flight."""
@@ -108,19 +151,35 @@ class Batcher:
             self._count += 1
         self._incoming.put(job)
 
-    def close(self) -> None:
+    def close(self, timeout_s: float = 1.0) -> None:
+        """Stop the worker; every request still in flight gets an error event."""
         self._stop.set()
-        self._thread.join(timeout=5)
+        self._thread.join(timeout=timeout_s)
+        pending = [*self._reading, *self._active]
+        while True:
+            try:
+                pending.append(self._incoming.get_nowait())
+            except queue.Empty:
+                break
+        for job in pending:
+            self._fail(job, ChargenError("the server is shutting down"))
 
     # ------------------------------------------------------------------ worker
     def _run(self) -> None:
         torch.set_grad_enabled(False)
         while not self._stop.is_set():
-            self._admit(block=not self._active)
-            self._retire_abandoned()
-            if self._active:
+            self.heartbeat = time.monotonic()
+            try:
+                self._admit(block=not (self._active or self._reading))
+                self._retire_abandoned()
                 with torch.inference_mode():
-                    self._tick()
+                    self._read_prompts()
+                    if self._active:
+                        self._tick()
+            except Exception as exc:  # nothing one job did: end the jobs of this tick, go on
+                log.exception("generation step failed")
+                for job in [*self._reading, *self._active]:
+                    self._fail(job, exc)
 
     def _admit(self, block: bool) -> None:
         try:
@@ -128,13 +187,8 @@ class Batcher:
         except queue.Empty:
             return
         while True:
-            with torch.inference_mode():
-                job.state = read_prompt(self.model, job.ids)
             job.history = list(job.ids)
-            if job.length == 0:
-                self._finish(job, "length")
-            else:
-                self._active.append(job)
+            self._reading.append(job)
             try:
                 job = self._incoming.get_nowait()
             except queue.Empty:
@@ -142,37 +196,85 @@ class Batcher:
 
     def _retire_abandoned(self) -> None:
         now = time.monotonic()
-        for job in list(self._active):
+        for job in [*self._reading, *self._active]:
             if job.cancelled:
-                self._active.remove(job)
-                self._release()
+                self._end(job)
             elif now > job.deadline:
                 self._finish(job, "timeout")
 
+    def _read_prompts(self) -> None:
+        """Read at most ``PROMPT_TOKENS_PER_TICK`` prompt tokens in all, shortest rest first.
+
+        A short prompt is therefore never queued behind a long one, and a request with nothing
+        left to read starts drawing in this very tick.
+        """
+        budget = PROMPT_TOKENS_PER_TICK
+        device = self.model.head.weight.device
+        for job in sorted(self._reading, key=lambda j: len(j.ids) - j.read):
+            try:
+                if job.state is None:
+                    job.state = self.model.initial_state(1, device)
+                end = min(len(job.ids) - 1, job.read + budget)  # the last id is read by a step
+                if end > job.read:
+                    chunk = torch.tensor([job.ids[job.read : end]], dtype=torch.long, device=device)
+                    _, job.state = self.model(chunk, job.state)
+                    budget -= end - job.read
+                    job.read = end
+            except Exception as exc:
+                log.exception("reading a prompt failed")
+                self._fail(job, exc)
+                continue
+            if job.read >= len(job.ids) - 1:
+                self._reading.remove(job)
+                if job.length == 0:
+                    self._finish(job, "length")
+                else:
+                    self._active.append(job)
+
     def _tick(self) -> None:
-        jobs = self._active
+        jobs = list(self._active)
         device = self.model.head.weight.device
         last = torch.tensor([job.history[-1] for job in jobs], dtype=torch.long, device=device)
         assert all(job.state is not None for job in jobs)
-        state = concat_states([job.state for job in jobs])  # type: ignore[misc]
-        logits, state = self.stepper.step(last, state)
+        try:
+            state = concat_states([job.state for job in jobs])  # type: ignore[misc]
+            logits, state = self.stepper.step(last, state)
+        except Exception as exc:  # the shared step failed: end the requests of this step only
+            log.exception("model step failed")
+            for job in jobs:
+                self._fail(job, exc)
+            return
         self.steps += 1
         logits = logits.float().cpu()
+        finite = usable_rows(logits).tolist()
         for row, job in enumerate(jobs):
             job.state = tuple(s[:, row : row + 1] for s in state)
-        for rows, cfg in _groups(jobs):
-            group = [jobs[r] for r in rows]
-            if _needs_history(cfg):  # penalties and bans read each row's own history
-                history = torch.tensor([group[0].history], dtype=torch.long)
-            else:
-                history = torch.zeros((len(rows), 0), dtype=torch.long)
-            logprobs = process_logits(logits[rows], history, cfg)
-            u = torch.cat([uniforms([job.seed], job.made) for job in group])
-            tokens = select_next(logprobs, u).tolist()
-            chosen = logprobs.gather(1, torch.tensor(tokens)[:, None])[:, 0].tolist()
-            ents = entropy(logprobs).tolist()
-            for job, token, lp, ent in zip(group, tokens, chosen, ents, strict=True):
-                self._emit(job, token, lp, ent)
+            if not finite[row]:  # only this row's request ends
+                self._fail(job, non_finite_error(job.made))
+        live = [row for row in range(len(jobs)) if finite[row]]
+        for rows, cfg in _groups([jobs[r] for r in live]):
+            group = [jobs[live[r]] for r in rows]
+            try:
+                self._draw(group, logits[[live[r] for r in rows]], cfg)
+            except Exception as exc:  # this group's rules failed: end its requests only
+                if not isinstance(exc, ChargenError):
+                    log.exception("sampling failed")
+                for job in group:
+                    self._fail(job, exc)
+
+    def _draw(self, group: list[Job], logits: torch.Tensor, cfg: SamplingConfig) -> None:
+        """One token for each job of ``group`` (same rules) from its rows of ``logits``."""
+        if _needs_history(cfg):  # penalties and bans read each row's own history
+            history = torch.tensor([group[0].history], dtype=torch.long)
+        else:
+            history = torch.zeros((len(group), 0), dtype=torch.long)
+        logprobs = process_logits(logits, history, cfg)
+        u = torch.cat([uniforms([job.seed], job.made) for job in group])
+        tokens = select_next(logprobs, u).tolist()
+        chosen = logprobs.gather(1, torch.tensor(tokens)[:, None])[:, 0].tolist()
+        ents = entropy(logprobs).tolist()
+        for job, token, lp, ent in zip(group, tokens, chosen, ents, strict=True):
+            self._emit(job, token, lp, ent)
 
     def _emit(self, job: Job, token: int, logprob: float, ent: float) -> None:
         job.history.append(token)
@@ -198,18 +300,33 @@ class Batcher:
             self._finish(job, "length")
 
     def _finish(self, job: Job, reason: str, stop: str | None = None) -> None:
-        if job in self._active:
-            self._active.remove(job)
-        self._release()  # before "done" is sent: a client may ask again the moment it reads it
-        done = {
-            "event": "done",
-            "stop_reason": reason,
-            "stop": stop,
-            "text": job.text,
-            "tokens": job.made,
-        }
-        job.send(done)
+        if self._end(job):
+            job.send(
+                {
+                    "event": "done",
+                    "stop_reason": reason,
+                    "stop": stop,
+                    "text": job.text,
+                    "tokens": job.made,
+                }
+            )
 
-    def _release(self) -> None:
+    def _fail(self, job: Job, exc: BaseException) -> None:
+        if self._end(job):
+            job.send({"event": "error", "detail": failure_line(exc)})
+
+    def _end(self, job: Job) -> bool:
+        """Take ``job`` out of the loop and free its slot, once; False if it had ended already.
+
+        The slot is freed before the final event is sent: a client may ask again the moment
+        it reads it.
+        """
+        for place in (self._reading, self._active):
+            if job in place:
+                place.remove(job)
         with self._lock:
+            if job.ended:
+                return False
+            job.ended = True
             self._count -= 1
+        return True

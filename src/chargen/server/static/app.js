@@ -124,6 +124,8 @@ async function generate() {
         } else if (kind === "done") {
           state.generated = data.text;
           $("status").textContent = `done (${data.stop_reason}), ${data.tokens} tokens`;
+        } else if (kind === "error") {
+          $("status").textContent = `error: ${data.detail}`;
         } else if (kind === "warning") {
           $("status").textContent = data.warning;
         }
