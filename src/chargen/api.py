@@ -43,7 +43,13 @@ class Run:
         seed: int = 0,
         **sampling: Any,
     ) -> str:
-        """One continuation of ``prompt`` (the prompt itself not included)."""
+        """One continuation of ``prompt`` (the prompt itself not included).
+
+        ``seed`` defaults to 0, so the same call gives the same text (unlike the command line,
+        which draws a fresh seed when ``--seed`` is not given); pass
+        ``seed=secrets.randbelow(2**32)`` for a fresh one. ``prompt`` is taken literally: no
+        backslash escapes are read (``chargen.escapes.decode_escapes`` reads them).
+        """
         return self.samples(prompt, length, temperature, seed=seed, **sampling)[0].text
 
     def samples(
@@ -58,7 +64,10 @@ class Run:
         unknown: str = "warn",
         **sampling: Any,
     ) -> list[Sample]:
-        """``num_samples`` continuations with per-token log-probabilities and entropies."""
+        """``num_samples`` continuations with per-token log-probabilities and entropies.
+
+        Sample ``i`` uses seed ``seed + i`` (default 0, as in ``generate``).
+        """
         cfg = SamplingConfig.from_dict({"temperature": temperature, **sampling})
         return generate(
             self.model,

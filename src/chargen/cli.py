@@ -207,11 +207,17 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    import secrets
+
     from chargen.checkpoint import load_run
-    from chargen.generate import check_request, generate
+    from chargen.escapes import decode_escapes
+    from chargen.generate import check_request, encode_prompt, generate
     from chargen.sampling import SamplingConfig
 
     check_request(args.length, args.num_samples)
+    if not args.no_escapes:  # "\n\n" on the command line means two newlines
+        args.prompt = decode_escapes(args.prompt, "--prompt")
+        args.stop = [decode_escapes(s, "--stop") for s in args.stop or ()]
 
     options = given_fields(args, SamplingConfig)
     options.pop("temperature", None)
@@ -220,6 +226,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
     out = sys.stdout
     if args.beams != 1:  # beam_search refuses a width below 1 in one line
         return _print_beams(args, model, tokenizer, configs[0])
+    if args.seed is None:  # a fresh draw each call, said aloud so any sample can be redrawn
+        # a prompt generate would refuse fails here, before the seed line (errors stay one line)
+        encode_prompt(tokenizer, args.prompt, "error" if args.unknown == "error" else "drop")
+        args.seed = secrets.randbelow(2**32)
+        print(f"seed: {args.seed} (reproduce with --seed {args.seed})", file=sys.stderr, flush=True)
     many = len(configs) > 1 or args.num_samples > 1
     for cfg in configs:
         if args.format == "jsonl":
@@ -319,17 +330,17 @@ def _print_beams(args: argparse.Namespace, model: Any, tokenizer: Any, cfg: Any)
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     from chargen.checkpoint import load_run
+    from chargen.escapes import decode_escapes
     from chargen.inspect_next import next_token_table, plot_table
     from chargen.sampling import SamplingConfig
 
+    prompt = args.prompt if args.no_escapes else decode_escapes(args.prompt, "--prompt")
     for t in args.temperature:
         SamplingConfig(temperature=t).validate()
     _, tokenizer, model = load_run(args.run_dir, args.weights)
     if args.top < 1:
         raise ConfigError(f"--top must be >= 1, got {args.top}")
-    table = next_token_table(
-        model, tokenizer, args.prompt, args.temperature, args.top, args.unknown
-    )
+    table = next_token_table(model, tokenizer, prompt, args.temperature, args.top, args.unknown)
     print(table.render())
     if args.plot:
         plot_table(table, args.plot)
@@ -343,11 +354,12 @@ def cmd_score(args: argparse.Namespace) -> int:
     from chargen.score import score_text, write_surprisal_html
 
     config, tokenizer, model = load_run(args.run_dir, args.weights)
+    # decoded as eval decodes a text other than the run's own: the run's policy unless told
     corpus = load_corpus(
         args.file,
         encoding=args.encoding,
-        errors=args.errors,
-        lowercase=config.data.lowercase,
+        errors=args.errors or config.data.errors,
+        lowercase=config.data.lowercase if args.lowercase is None else args.lowercase,
         progress=False,
     )
     scored = score_text(model, tokenizer, corpus.text, args.unknown)
@@ -396,8 +408,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
             progress=False,
         )
         ids = tokenizer.encode(corpus.text, unknown=args.unknown)
+    scored = "the whole text"
     if not args.all:
         _, ids = split_ids(ids, config.train.val_fraction)
+        scored = f"validation split (last {config.train.val_fraction * 100:g}% of the tokens)"
+    scored = f"{scored} of {source}"
     lengths = token_char_lengths(tokenizer.vocab)
     if len(ids) < 2:
         raise ConfigError(f"{source}: too little text to evaluate ({len(ids)} tokens)")
@@ -423,13 +438,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
                     "tokens": result.tokens,
                     "source": source,
                     "split": "all" if args.all else "validation",
+                    "scored": scored,
                 }
             )
         )
     else:
-        part = "all of" if args.all else "the validation split of"
         print(
-            f"{part} {source}: {result.nats_per_char:.4f} nats/char, {result.bits_per_char:.4f} bits/char "
+            f"{scored}: {result.nats_per_char:.4f} nats/char, {result.bits_per_char:.4f} bits/char "
             f"over {result.chars:,} chars"
         )
     return 0
@@ -481,7 +496,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         f"chargen: serving {args.run_dir} on http://{args.host}:{args.port}/ (API docs at /docs)",
         file=sys.stderr,
     )
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    # SIGTERM ends the server within about 2 s whatever is in flight: uvicorn waits at most
+    # 1 s for open connections (streams included) before cancelling them, then the batcher
+    # ends what is left; past limit_concurrency connections uvicorn answers 503 at once
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        timeout_graceful_shutdown=1,
+        limit_concurrency=4 * limits.max_queue + 16,
+    )
     return 0
 
 
@@ -558,16 +583,29 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flags(p, TrainConfig, "training")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("generate", help="generate text from a trained run")
+    from chargen.escapes import HELP as ESCAPES_HELP
+
+    p = sub.add_parser(
+        "generate",
+        help="generate text from a trained run",
+        description="Generate text from a trained run. " + ESCAPES_HELP,
+    )
     p.add_argument("run_dir")
-    p.add_argument("--prompt", default="", help="text to continue")
+    p.add_argument("--prompt", default="", help="text to continue (escapes read, see above)")
     p.add_argument("--length", type=int, default=400, help="tokens to generate per sample")
     p.add_argument(
         "--temperature", type=float, nargs="+", default=[1.0], help="one or more; 0 is greedy"
     )
     p.add_argument("--num-samples", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0, help="sample i uses seed + i")
-    p.add_argument("--stop", nargs="+", help="stop a sample at any of these strings")
+    p.add_argument(
+        "--seed",
+        type=int,
+        help="sample i uses seed + i (default: a fresh random seed, printed to stderr)",
+    )
+    p.add_argument(
+        "--stop", nargs="+", help='stop a sample at any of these strings (escapes read: "\\n\\n")'
+    )
+    p.add_argument("--no-escapes", action="store_true", help="take --prompt and --stop literally")
     p.add_argument(
         "--unknown",
         choices=("warn", "drop", "error"),
@@ -583,9 +621,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flags(p, SamplingConfig, "sampling", skip=frozenset({"temperature"}))
     p.set_defaults(func=cmd_generate)
 
-    p = sub.add_parser("inspect", help="the next-token distribution at several temperatures")
+    p = sub.add_parser(
+        "inspect",
+        help="the next-token distribution at several temperatures",
+        description="The next-token distribution after --prompt at several temperatures. "
+        + ESCAPES_HELP,
+    )
     p.add_argument("run_dir")
-    p.add_argument("--prompt", default="")
+    p.add_argument("--prompt", default="", help="text before the next token (escapes read)")
+    p.add_argument("--no-escapes", action="store_true", help="take --prompt literally")
     p.add_argument("--temperature", type=float, nargs="+", default=[0.2, 0.5, 1.0, 1.2])
     p.add_argument("--top", type=int, default=10, help="candidates to show")
     p.add_argument("--plot", help="also draw the table to this PNG file (matplotlib)")
@@ -597,22 +641,54 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("file")
     p.add_argument("--html", help="write a page colouring every character by its surprisal")
-    p.add_argument("--encoding")
-    p.add_argument("--errors", choices=("strict", "replace", "ignore"), default="strict")
+    p.add_argument("--encoding", help="text encoding of FILE (default utf-8)")
+    p.add_argument(
+        "--errors",
+        choices=("strict", "replace", "ignore"),
+        help="undecodable bytes (default: the run's policy, strict unless trained otherwise)",
+    )
+    p.add_argument(
+        "--lowercase",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="lower-case FILE (default: as the run's training text was)",
+    )
     p.add_argument("--unknown", choices=("warn", "drop", "error"), default="warn")
     p.add_argument("--weights", choices=("best", "last"), default="best")
     p.set_defaults(func=cmd_score)
 
-    p = sub.add_parser("eval", help="validation loss of a run (nats and bits per char)")
+    p = sub.add_parser(
+        "eval",
+        help="validation loss of a run (nats and bits per char)",
+        description="Loss of a run's model on the validation split (the last --val-fraction of "
+        "the tokens, 10% by default) of its own corpus or of SOURCE; --all scores the whole "
+        "text. The output names the part scored.",
+    )
     p.add_argument("run_dir")
-    p.add_argument("source", nargs="?", help="text to score (default: the run's own corpus)")
+    p.add_argument(
+        "source",
+        nargs="?",
+        help="text to score, its validation split unless --all (default: the run's own corpus)",
+    )
     p.add_argument(
         "--all", action="store_true", help="score the whole text, not its validation split"
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--encoding")
-    p.add_argument("--errors", choices=("strict", "replace", "ignore"))
-    p.add_argument("--lowercase", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument(
+        "--encoding",
+        help="text encoding (default: the run's for its own corpus, else utf-8)",
+    )
+    p.add_argument(
+        "--errors",
+        choices=("strict", "replace", "ignore"),
+        help="undecodable bytes (default: the run's policy)",
+    )
+    p.add_argument(
+        "--lowercase",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="lower-case the text (default: as the run's training text was)",
+    )
     p.add_argument("--data-dir")
     p.add_argument("--unknown", choices=("drop", "error", "warn"), default="warn")
     p.add_argument("--weights", choices=("best", "last"), default="best")
