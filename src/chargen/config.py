@@ -3,12 +3,23 @@
 ``ModelConfig`` says what network to build, ``TrainConfig`` how to train it and ``DataConfig``
 where the text comes from. Each round-trips through JSON (``to_dict`` / ``from_dict``) and the
 CLI flags map onto their fields one to one. A preset is a named pair of instances, not code.
+
+``from_dict`` checks every value's type against the field's annotation (a bool is not an
+integer, an integral float such as ``64.0`` is taken as ``64``, anything else of the wrong type
+is refused) and ``validate`` checks ranges, including upper bounds on every size that decides an
+allocation, so a hostile ``config.json`` is one line of error, never a traceback or an attempt
+to allocate a terabyte.
 """
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import math
+import re
+import reprlib
+import types
+import typing
 from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
@@ -27,17 +38,91 @@ SCHEDULES = ("cosine", "constant")
 TOKENIZER_KINDS = ("char", "word", "bpe")
 SAMPLE_TEMPERATURES = (0.2, 0.5, 1.0, 1.2)
 
+# Upper bounds: generous for a character model on one machine, far below what would exhaust it.
+MAX_PARAMETERS = 2_000_000_000  # 8 GB of float32 weights
+MAX_LAYERS = 64
+MAX_WIDTH = 1 << 16  # hidden_size, embed_dim
+MAX_HEADS = 1024
+MAX_CONTEXT = 1 << 16  # Transformer context_size (its KV cache grows with it)
+MAX_VOCAB = 1 << 20  # 1,048,576 tokens: ids fit int32; a larger word vocabulary needs --max-vocab
+MAX_BATCH = 1 << 16  # batch_size, grad_accum
+MAX_SEQ = 1 << 16  # seq_len, maxlen
+MAX_SAMPLE_LENGTH = 1 << 20
+MAX_TEMPERATURES = 32
+MAX_THREADS = 4096
+MAX_COUNT = (1 << 62) - 1  # any other count (steps, eval_every, ...): fits int64 with room
+MAX_SEED = (1 << 63) - 1  # torch and NumPy take seeds in [0, 2**63)
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:[0-9]{1,4})?")
+
+_short = reprlib.Repr()
+_short.maxstring = _short.maxother = 40
+_short.maxlevel = 2
+
 
 def _from_dict(cls: type[T], data: dict[str, Any], what: str) -> T:
-    """Build dataclass ``cls`` from ``data``; unknown keys are a ConfigError naming ``what``."""
+    """Build dataclass ``cls`` from ``data``; unknown keys or a value of the wrong type are a
+    ConfigError naming ``what`` and the field."""
     if not isinstance(data, dict):
         raise ConfigError(f"{what}: expected an object, got {type(data).__name__}")
     names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ConfigError(f"{what}: unknown field(s) {', '.join(unknown)}")
-    kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items()}
+        raise ConfigError(f"{what}: unknown field(s) {', '.join(_short.repr(k) for k in unknown)}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {k: _typed(v, hints[k], f"{what}: {k}") for k, v in data.items()}
     return cls(**kwargs)
+
+
+def _typed(value: Any, hint: Any, where: str) -> Any:
+    """``value`` checked against type hint ``hint`` (str, int, float, bool, X | None,
+    tuple[X, ...]); an integral float becomes an int; ConfigError naming ``where`` otherwise."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            return None
+        (inner,) = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _typed(value, inner, where)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list, got {_short.repr(value)}")
+        item = typing.get_args(hint)[0]
+        return tuple(_typed(v, item, where) for v in value)
+    if hint is int and _is_int(value):
+        return value
+    if hint is int and isinstance(value, float) and _finite(value) and value.is_integer():
+        return int(value)
+    if hint is float and (_is_int(value) or isinstance(value, float)):
+        return value
+    if hint in (str, bool) and isinstance(value, hint):
+        return value
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+    raise ConfigError(f"{where} must be {names.get(hint, hint)}, got {_short.repr(value)}")
+
+
+def estimate_parameters(config: ModelConfig) -> int:
+    """The parameter count of the model ``config`` describes (a tied matrix counted once),
+    computed from the sizes alone, so an impossible model is refused before it is built."""
+    vocab, width, embed, layers = (
+        config.vocab_size,
+        config.hidden_size,
+        config.embed_dim,
+        config.num_layers,
+    )
+    total = vocab * embed + vocab  # embedding (absent when embed_dim is 0) and head bias
+    if config.tie_weights:
+        total += width * embed if embed != width else 0  # map to the embedding width
+    else:
+        total += width * vocab  # head weight
+    if config.family == "transformer":
+        total += embed * width if embed != width else 0
+        total += config.context_size * width if config.positions == "learned" else 0
+        return total + layers * (12 * width * width + 13 * width) + 2 * width
+    gates = 4 if config.family == "lstm" else 3
+    fan_in = embed if embed > 0 else vocab
+    for _ in range(layers):
+        total += gates * width * (fan_in + width) + 2 * gates * width
+        fan_in = width
+    return total + (2 * width if config.layer_norm else 0)
 
 
 @dataclass
@@ -50,6 +135,11 @@ class ModelConfig:
     ``tie_weights`` shares the embedding matrix with the output head; ``layer_norm`` normalises
     the top recurrent layer's output (Transformers always use pre-norm blocks).
     ``num_heads``, ``context_size`` and ``positions`` apply to the Transformer only.
+
+    Limits: ``vocab_size`` <= ``MAX_VOCAB`` (1,048,576), ``embed_dim`` and ``hidden_size`` <=
+    ``MAX_WIDTH`` (65,536), ``num_layers`` <= ``MAX_LAYERS`` (64), ``num_heads`` <= 1,024,
+    ``context_size`` <= ``MAX_CONTEXT`` (65,536), and at most ``MAX_PARAMETERS`` (2e9)
+    parameters in all (``estimate_parameters``), checked before anything is allocated.
     """
 
     family: str = "lstm"
@@ -66,21 +156,28 @@ class ModelConfig:
 
     def validate(self) -> ModelConfig:
         """Raise ConfigError on an unusable value; return self."""
+        _check_str(self.family, "--model")
         if self.family not in MODEL_FAMILIES:
             raise ConfigError(
                 f"--model must be one of {', '.join(MODEL_FAMILIES)}, got {self.family!r}"
             )
-        _check_int(self.embed_dim, "--embed-dim", low=0)
-        _check_int(self.hidden_size, "--hidden-size", low=1)
-        _check_int(self.num_layers, "--layers", low=1)
+        if not _is_int(self.vocab_size) or not 0 <= self.vocab_size <= MAX_VOCAB:
+            raise ConfigError(
+                f"vocab_size must be an integer in [0, {MAX_VOCAB:,}], got "
+                f"{_short.repr(self.vocab_size)}; a larger vocabulary needs --max-vocab"
+            )
+        _check_int(self.embed_dim, "--embed-dim", low=0, high=MAX_WIDTH)
+        _check_int(self.hidden_size, "--hidden-size", low=1, high=MAX_WIDTH)
+        _check_int(self.num_layers, "--layers", low=1, high=MAX_LAYERS)
         _check_float(self.dropout, "--dropout", low=0.0, high=1.0, high_open=True)
         for flag, value in (("--tie-weights", self.tie_weights), ("--layer-norm", self.layer_norm)):
             if not isinstance(value, bool):
                 raise ConfigError(f"{flag} must be true or false, got {value!r}")
         if self.tie_weights and self.embed_dim == 0:
             raise ConfigError("--tie-weights needs an embedding (--embed-dim > 0)")
-        _check_int(self.num_heads, "--num-heads", low=1)
-        _check_int(self.context_size, "--context-size", low=1)
+        _check_int(self.num_heads, "--num-heads", low=1, high=MAX_HEADS)
+        _check_int(self.context_size, "--context-size", low=1, high=MAX_CONTEXT)
+        _check_str(self.positions, "--positions")
         if self.positions not in POSITION_KINDS:
             raise ConfigError(
                 f"--positions must be one of {', '.join(POSITION_KINDS)}, got {self.positions!r}"
@@ -97,6 +194,12 @@ class ModelConfig:
                 raise ConfigError(
                     "rotary positions need an even head width (--hidden-size / --num-heads)"
                 )
+        params = estimate_parameters(self)
+        if params > MAX_PARAMETERS:
+            raise ConfigError(
+                f"the model would have {params:,} parameters, more than the {MAX_PARAMETERS:,} "
+                "chargen builds; lower --hidden-size, --layers or --embed-dim (or --max-vocab)"
+            )
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -113,6 +216,10 @@ class TrainConfig:
 
     The budget is the first of ``steps``, ``epochs`` or ``minutes`` that is set; with
     ``minutes`` the learning-rate schedule follows elapsed time instead of the step count.
+
+    Limits: ``batch_size`` and ``grad_accum`` <= ``MAX_BATCH`` (65,536), ``seq_len`` and
+    ``maxlen`` <= ``MAX_SEQ`` (65,536), ``sample_length`` <= 1,048,576, at most 32
+    ``sample_temperatures``, ``threads`` <= 4,096, ``seed`` in [0, 2**63), other counts < 2**62.
     """
 
     batching: str = "streams"
@@ -158,16 +265,16 @@ class TrainConfig:
             raise ConfigError(
                 f"--schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"
             )
-        _check_int(self.batch_size, "--batch-size", low=1)
-        _check_int(self.seq_len, "--seq-len", low=1)
-        _check_int(self.maxlen, "--maxlen", low=1)
+        _check_int(self.batch_size, "--batch-size", low=1, high=MAX_BATCH)
+        _check_int(self.seq_len, "--seq-len", low=1, high=MAX_SEQ)
+        _check_int(self.maxlen, "--maxlen", low=1, high=MAX_SEQ)
         _check_int(self.window_step, "--window-step", low=1)
         _check_float(self.lr, "--lr", low=0.0, low_open=True)
         _check_float(self.weight_decay, "--weight-decay", low=0.0)
         _check_int(self.warmup_steps, "--warmup-steps", low=0)
         _check_float(self.min_lr_ratio, "--min-lr-ratio", low=0.0, high=1.0)
         _check_float(self.grad_clip, "--grad-clip", low=0.0)
-        _check_int(self.grad_accum, "--grad-accum", low=1)
+        _check_int(self.grad_accum, "--grad-accum", low=1, high=MAX_BATCH)
         if self.precision not in PRECISIONS:
             raise ConfigError(
                 f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
@@ -185,10 +292,23 @@ class TrainConfig:
         _check_int(self.checkpoint_every, "--checkpoint-every", low=1)
         _check_float(self.val_fraction, "--val-fraction", low=0.0, high=0.5, low_open=True)
         if self.threads is not None:
-            _check_int(self.threads, "--threads", low=1)
-        if self.device != "auto" and self.device != "cpu" and not self.device.startswith("cuda"):
-            raise ConfigError(f"--device must be auto, cpu or cuda[:N], got {self.device!r}")
-        _check_int(self.sample_length, "--sample-length", low=0)
+            _check_int(self.threads, "--threads", low=1, high=MAX_THREADS)
+        _check_int(self.seed, "--seed", low=0, high=MAX_SEED)
+        if not isinstance(self.device, str) or not DEVICE_PATTERN.fullmatch(self.device):
+            raise ConfigError(
+                f"--device must be auto, cpu or cuda[:N], got {_short.repr(self.device)}"
+            )
+        if not isinstance(self.compile, bool):
+            raise ConfigError(f"--compile must be true or false, got {_short.repr(self.compile)}")
+        _check_int(self.sample_length, "--sample-length", low=0, high=MAX_SAMPLE_LENGTH)
+        if (
+            not isinstance(self.sample_temperatures, tuple)
+            or len(self.sample_temperatures) > MAX_TEMPERATURES
+        ):
+            raise ConfigError(
+                f"--sample-temperatures must be at most {MAX_TEMPERATURES} numbers, got "
+                f"{_short.repr(self.sample_temperatures)}"
+            )
         for t in self.sample_temperatures:
             _check_float(t, "--sample-temperatures", low=0.0)
         return self
@@ -205,7 +325,10 @@ class TrainConfig:
 
 @dataclass
 class DataConfig:
-    """Where the text comes from and how it is decoded and tokenised."""
+    """Where the text comes from and how it is decoded and tokenised.
+
+    Limits: ``max_vocab`` in [2, ``MAX_VOCAB``]; ``encoding`` a codec Python knows.
+    """
 
     source: str = "python-docs"
     encoding: str | None = None
@@ -216,6 +339,24 @@ class DataConfig:
     data_dir: str | None = None
 
     def validate(self) -> DataConfig:
+        """Raise ConfigError on an unusable value; return self."""
+        _check_str(self.source, "SOURCE")
+        _check_str(self.tokenizer, "--tokenizer")
+        _check_str(self.errors, "--errors")
+        if not isinstance(self.lowercase, bool):
+            raise ConfigError(
+                f"--lowercase must be true or false, got {_short.repr(self.lowercase)}"
+            )
+        for flag, value in (("--encoding", self.encoding), ("--data-dir", self.data_dir)):
+            if value is not None:
+                _check_str(value, flag)
+        if self.encoding is not None:
+            try:
+                codecs.lookup(self.encoding)
+            except LookupError:
+                raise ConfigError(
+                    f"--encoding {_short.repr(self.encoding)} is not an encoding Python knows"
+                ) from None
         if self.tokenizer not in TOKENIZER_KINDS:
             raise ConfigError(
                 f"--tokenizer must be one of {', '.join(TOKENIZER_KINDS)}, got {self.tokenizer!r}"
@@ -223,7 +364,7 @@ class DataConfig:
         if self.errors not in ("strict", "replace", "ignore"):
             raise ConfigError(f"--errors must be strict, replace or ignore, got {self.errors!r}")
         if self.max_vocab is not None:
-            _check_int(self.max_vocab, "--max-vocab", low=2)
+            _check_int(self.max_vocab, "--max-vocab", low=2, high=MAX_VOCAB)
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -356,9 +497,29 @@ def get_preset(name: str) -> Preset:
     )
 
 
-def _check_int(value: Any, flag: str, *, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"{flag} must be an integer >= {low}, got {value!r}")
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_int(value: Any, flag: str, *, low: int, high: int = MAX_COUNT) -> None:
+    """ConfigError unless ``value`` is an int (not a bool) in ``[low, high]``."""
+    if not _is_int(value) or not low <= value <= high:
+        bound = f">= {low}" if high == MAX_COUNT else f"in [{low}, {high:,}]"
+        raise ConfigError(f"{flag} must be an integer {bound}, got {_short.repr(value)}")
+
+
+def _finite(value: float) -> bool:
+    """``math.isfinite`` that is False, not OverflowError, for an int beyond float range."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+def _check_str(value: Any, flag: str) -> None:
+    """ConfigError unless ``value`` is a string."""
+    if not isinstance(value, str):
+        raise ConfigError(f"{flag} must be a string, got {_short.repr(value)}")
 
 
 def _check_float(
@@ -370,7 +531,7 @@ def _check_float(
     low_open: bool = False,
     high_open: bool = False,
 ) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and _finite(value)
     if ok and low is not None:
         ok = value > low if low_open else value >= low
     if ok and high is not None:
@@ -383,4 +544,4 @@ def _check_float(
             if low is not None and high is not None
             else (f"> {low:g}" if low_open else f">= {low:g}")
         )
-        raise ConfigError(f"{flag} must be {rng}, got {value!r}")
+        raise ConfigError(f"{flag} must be {rng}, got {_short.repr(value)}")

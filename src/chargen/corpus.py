@@ -6,6 +6,11 @@ named corpus (``list_corpora``). Decoding is explicit: strict UTF-8 unless told 
 undecodable bytes are a one-line ``DecodeError`` naming the file, the byte offset and the fix.
 A UTF-8 BOM at the start of a file is dropped; CRLF and lone CR become LF; ``lowercase``
 lower-cases. Several files are joined so that each ends with a newline; one file is kept as is.
+
+Only regular files are read: a FIFO, device or socket named as a source is a one-line error
+before any read (folders and globs skip them), and ``load_corpus`` refuses a text that would not
+fit in the memory available (``MEMORY_PER_BYTE`` bytes per byte of source), pointing at
+``chargen prepare``, which streams.
 """
 
 from __future__ import annotations
@@ -29,12 +34,16 @@ from typing import BinaryIO
 
 from tqdm import tqdm
 
+from chargen.atomic import available_memory, check_regular, open_regular
 from chargen.errors import ConfigError, CorpusError, DecodeError
 
 BINARY_PROBE = 8192  # a file whose first 8 KiB hold a NUL byte is taken for binary
 ERROR_HANDLERS = ("strict", "replace", "ignore")
 DOWNLOAD_TIMEOUT_S = 30
 DOWNLOAD_BLOCK = 1 << 16
+# memory per byte of source while reading and encoding it whole: the bytes, the decoded text
+# (1-4 bytes a character), int64 ids while encoding (8 a token) and the final ids
+MEMORY_PER_BYTE = 10
 
 
 @dataclass(frozen=True)
@@ -314,26 +323,45 @@ def _normalise(text: str) -> str:
 
 
 def _read(path: Path) -> bytes:
-    """The file's bytes, or a one-line CorpusError naming it."""
+    """The bytes of a regular file, or a one-line CorpusError naming it."""
+    check_regular(path, CorpusError)
     try:
         return path.read_bytes()
     except PermissionError:
         raise CorpusError(f"{path}: permission denied (cannot read the file)") from None
-    except IsADirectoryError:
-        raise CorpusError(f"{path}: is a folder") from None
     except OSError as exc:
         raise CorpusError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
 def _head(path: Path) -> bytes:
-    """The first ``BINARY_PROBE`` bytes of a file (CorpusError when it cannot be read)."""
+    """The first ``BINARY_PROBE`` bytes of a regular file (CorpusError when it cannot be read)."""
     try:
-        with path.open("rb") as handle:
+        with open_regular(path, CorpusError) as handle:
             return handle.read(BINARY_PROBE)
-    except PermissionError:
-        raise CorpusError(f"{path}: permission denied (cannot read the file)") from None
     except OSError as exc:
         raise CorpusError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def check_fits_in_memory(name: str, paths: tuple[Path, ...]) -> None:
+    """CorpusError naming ``chargen prepare`` when reading ``paths`` whole would need more
+    memory than is available (about ``MEMORY_PER_BYTE`` bytes per byte of source)."""
+    size = sum(check_regular(p, CorpusError).st_size for p in paths)
+    room = available_memory()
+    if room is None or size * MEMORY_PER_BYTE <= room:
+        return
+    raise CorpusError(
+        f"{name}: {_size(size)} of text needs about {_size(size * MEMORY_PER_BYTE)} of memory "
+        f"to read whole, and {_size(room)} is available; tokenise it once with "
+        f"`chargen prepare {name} --out DIR` and train on DIR (read memory-mapped)"
+    )
+
+
+def _size(n: int) -> str:
+    """A byte count for people: 1.5 GB, 20 MB, 512 B."""
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
 
 
 def _text_files(paths: list[Path], encoding: str) -> list[Path]:
@@ -402,8 +430,10 @@ def resolve_source(
         raise CorpusError(
             f"{source}: no such file or folder, and not a corpus name (known corpora: {known})"
         )
-    paths = _folder_files(path, chosen) if path.is_dir() else [path]
-    return ResolvedSource(source, tuple(paths), chosen)
+    if path.is_dir():
+        return ResolvedSource(source, tuple(_folder_files(path, chosen)), chosen)
+    check_regular(path, CorpusError)
+    return ResolvedSource(source, (path,), chosen)
 
 
 def _resolve_named(
@@ -443,6 +473,7 @@ def load_corpus(
     if resolved.text is not None:
         text = _normalise(resolved.text)
         return _finish(text.lower() if lowercase else text, source, ())
+    check_fits_in_memory(source, resolved.paths)
     parts, used = _read_parts(resolved, errors, lowercase)
     text = parts[0] if len(resolved.paths) == 1 and parts else "".join(parts)
     del parts  # the joined text is the only copy from here on

@@ -6,15 +6,26 @@ its presence marks a complete folder) the counts, the split point and the SHA-25
 bytes. Memory stays bounded by the chunk size whatever the corpus size: pass 1 collects the
 vocabulary (for ``bpe``: trains it from the stream of chunks), pass 2 encodes and appends.
 The result equals encoding the whole text with ``build_tokenizer`` of the same kind.
+
+Nothing is half-written: pass 2 writes fresh temporary names in the folder (created with
+``O_EXCL | O_NOFOLLOW``, so never through a link), and only once the new data is complete does a short commit replace the old files
+(``meta.json`` removed first, then the renames, then the new ``meta.json``; SIGINT / SIGTERM wait
+for it). SIGINT or SIGTERM before that ends ``prepare`` with ``PrepareInterrupted`` (exit status
+130 / 143), the temporaries removed and the old data, if any, untouched. A folder holding
+``tokens.bin`` or a temporary of it but no ``meta.json`` (a preparation killed outright) is
+refused by ``is_prepared`` with one line, never read as plain text.
 """
 
 from __future__ import annotations
 
 import codecs
+import contextlib
 import hashlib
-import json
 import os
+import secrets
+import signal
 import sys
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,10 +35,23 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from chargen.atomic import atomic_write_json
+from chargen.atomic import (
+    atomic_write_json,
+    check_regular,
+    loads_bounded,
+    open_regular,
+    read_regular,
+)
 from chargen.corpus import BINARY_PROBE, ResolvedSource, resolve_source
 from chargen.data import smallest_id_dtype
-from chargen.errors import CheckpointError, ConfigError, CorpusError, DecodeError, TokenizerError
+from chargen.errors import (
+    ChargenError,
+    CheckpointError,
+    ConfigError,
+    CorpusError,
+    DecodeError,
+    TokenizerError,
+)
 from chargen.tokenizer import (
     KINDS,
     WORD_PATTERN,
@@ -44,6 +68,8 @@ META = "meta.json"
 TOKENS = "tokens.bin"
 TOKENIZER = "tokenizer.json"
 CHUNK_BYTES = 1 << 20  # per-chunk temporaries stay near 40 MB
+MAX_META_BYTES = 16 << 20
+ID_DTYPES = ("uint8", "uint16", "int32")
 
 
 @dataclass(frozen=True)
@@ -56,30 +82,121 @@ class PreparedData:
     meta: dict[str, Any]
 
 
+class PrepareInterrupted(ChargenError):
+    """SIGINT or SIGTERM stopped ``prepare``: its temporaries are gone, old data untouched."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 def is_prepared(source: str | os.PathLike[str]) -> bool:
-    """True when ``source`` is a folder written by ``prepare`` (it holds meta.json)."""
+    """True when ``source`` is a folder written by ``prepare`` (it holds meta.json).
+
+    CorpusError when it holds a half-written preparation (``tokens.bin`` or a temporary of it,
+    no ``meta.json``), so it is never read as a folder of text.
+    """
     path = Path(source)
-    return path.is_dir() and (path / META).is_file() and (path / TOKENS).is_file()
+    if not path.is_dir():
+        return False
+    if os.path.lexists(path / META):
+        return True
+    if os.path.lexists(path / TOKENS) or _leftovers(path, (TOKENS,)):
+        raise CorpusError(
+            f"{path}: holds a half-written preparation (no {META}: `chargen prepare` was "
+            f"stopped before it finished); run `chargen prepare SOURCE --out {path}` again"
+        )
+    return False
+
+
+def _leftovers(folder: Path, names: tuple[str, ...] = (TOKENS, TOKENIZER, META)) -> list[Path]:
+    """Temporaries of ``prepare`` in ``folder``: ``.NAME*.partial`` and ``.NAME.*.tmp``."""
+    found: list[Path] = []
+    for name in names:
+        found += folder.glob(f".{name}*.partial")
+        found += folder.glob(f".{name}.*.tmp")
+    return found
 
 
 def open_prepared(source: str | os.PathLike[str]) -> PreparedData:
     """Open a data folder; CorpusError naming the file when it is incomplete or damaged."""
     path = Path(source)
+    raw = read_regular(path / META, CorpusError, MAX_META_BYTES)
     try:
-        meta = json.loads((path / META).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        meta = loads_bounded(raw.decode("utf-8"))
+    except ValueError as exc:
         raise CorpusError(f"{path / META}: unreadable ({exc})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") != VERSION:
         raise CorpusError(f"{path / META}: not a chargen data folder of version {VERSION}")
+    _check_meta(path / META, meta)
     tokenizer = load_tokenizer(path / TOKENIZER)
     dtype = np.dtype(meta["dtype"])
-    size = (path / TOKENS).stat().st_size
+    if (
+        tokenizer.vocab_size != meta["vocab_size"]
+        or smallest_id_dtype(tokenizer.vocab_size) != dtype
+    ):
+        raise CorpusError(
+            f"{path / TOKENIZER}: {tokenizer.vocab_size} symbols, but {META} was written for "
+            f"{meta['vocab_size']} ({meta['dtype']} ids); the folder mixes two preparations"
+        )
+    size = check_regular(path / TOKENS, CorpusError).st_size
     if size != meta["tokens"] * dtype.itemsize:
         raise CorpusError(
             f"{path / TOKENS}: {size} bytes, meta.json promises {meta['tokens']} tokens (truncated?)"
         )
-    ids = np.memmap(path / TOKENS, dtype=dtype, mode="r")
+    ids = np.memmap(path / TOKENS, dtype=dtype, mode="r") if size else np.zeros(0, dtype=dtype)
     return PreparedData(path, ids, tokenizer, meta)
+
+
+def _check_meta(where: Path, meta: dict[str, Any]) -> None:
+    """CorpusError naming the first field of ``meta.json`` that is missing or of a wrong type."""
+    checks = {
+        "tokens": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+        "vocab_size": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+        "dtype": lambda v: v in ID_DTYPES,
+        "source_sha256": lambda v: isinstance(v, str),
+    }
+    for name, ok in checks.items():
+        if not ok(meta.get(name)):
+            raise CorpusError(f"{where}: field {name!r} is missing or invalid (damaged folder?)")
+
+
+class _Signals:
+    """While installed, the first SIGINT / SIGTERM raises PrepareInterrupted; ``held`` defers."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.had_data = os.path.lexists(folder / META)
+        self.armed = True
+
+    def handler(self, signum: int, frame: Any) -> None:
+        if not self.armed:
+            return  # during the commit, or after the first signal: finish what is under way
+        self.armed = False
+        name, code = ("SIGINT", 130) if signum == signal.SIGINT else ("SIGTERM", 143)
+        kept = f"{self.folder} keeps its previous data" if self.had_data else "nothing was written"
+        raise PrepareInterrupted(f"{name}: prepare stopped; {kept}", code)
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[_Signals]:
+        """Route SIGINT and SIGTERM here (main thread only; elsewhere nothing changes)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+        for s in previous:
+            signal.signal(s, self.handler)
+        try:
+            yield self
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """A stretch no signal interrupts (the commit); a signal during it is ignored."""
+        self.armed = False
+        yield
 
 
 class _Reader:
@@ -122,11 +239,7 @@ class _Reader:
     def _file_chunks(self, path: Path, many: bool) -> Iterator[str]:
         decoder = codecs.getincrementaldecoder(self.resolved.encoding)(self.errors)
         offset = 0
-        try:
-            handle = path.open("rb")
-        except OSError as exc:
-            raise CorpusError(f"{path}: cannot read ({exc.strerror or exc})") from None
-        with handle:
+        with open_regular(path, CorpusError) as handle:
             first = True
             while True:
                 block = handle.read(CHUNK_BYTES)
@@ -207,114 +320,202 @@ def prepare(
     overwrite: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Tokenise ``source`` into data folder ``out`` in two streaming passes; return its metadata."""
+    """Tokenise ``source`` into data folder ``out`` in two streaming passes; return its metadata.
+
+    SIGINT / SIGTERM raise PrepareInterrupted (see the module notes); with ``overwrite`` the old
+    data is replaced only once the new data is complete.
+    """
     if tokenizer not in KINDS:
         raise ConfigError(f"--tokenizer must be {', '.join(KINDS)}, got {tokenizer!r}")
     folder = Path(out)
-    if (folder / META).exists() and not overwrite:
+    if os.path.lexists(folder / META) and not overwrite:
         raise CheckpointError(
             f"{folder} already holds prepared data; pass --overwrite to replace it"
         )
     if folder.exists() and not folder.is_dir():
         raise CheckpointError(f"{folder} exists and is not a folder")
-    resolved = resolve_source(source, encoding=encoding, data_dir=data_dir, progress=progress)
-    _check_encoding(resolved.encoding)
-    total = (
-        len(resolved.text)
-        if resolved.text is not None
-        else sum(p.stat().st_size for p in resolved.paths)
-    )
-
-    def bar(desc: str) -> tqdm:
-        return tqdm(
-            total=total, unit="B", unit_scale=True, desc=desc, disable=not progress, file=sys.stderr
+    signals = _Signals(folder)
+    with signals.installed():
+        resolved = resolve_source(source, encoding=encoding, data_dir=data_dir, progress=progress)
+        _check_encoding(resolved.encoding)
+        total = (
+            len(resolved.text)
+            if resolved.text is not None
+            else sum(p.stat().st_size for p in resolved.paths)
         )
 
-    # pass 1: the vocabulary
-    with bar("vocabulary") as b1:
-        reader = _Reader(resolved, errors, lowercase, b1)
-        chars = 0
-        if tokenizer == "char":
-            symbols: set[str] = set()
-            char_counts: Counter[str] = Counter()  # only needed to rank symbols for --max-vocab
-            for chunk in reader.chunks():
-                if max_vocab is None:
-                    symbols.update(chunk)
-                else:
-                    char_counts.update(chunk)
-                chars += len(chunk)
-            if not symbols and not char_counts:
-                raise CorpusError(f"{source}: the text is empty")
-            tok: Tokenizer = (
-                CharTokenizer(sorted(symbols))
-                if max_vocab is None
-                else CharTokenizer.from_counts(char_counts, max_vocab)
+        def bar(desc: str) -> tqdm:
+            return tqdm(
+                total=total,
+                unit="B",
+                unit_scale=True,
+                desc=desc,
+                disable=not progress,
+                file=sys.stderr,
             )
-        elif tokenizer == "bpe":
-            seen = [0]  # characters streamed into training
 
-            def counted(pieces: Iterator[str]) -> Iterator[str]:
-                for piece in pieces:
-                    seen[0] += len(piece)
-                    yield piece
+        with bar("vocabulary") as b1:
+            reader = _Reader(resolved, errors, lowercase, b1)
+            tok, chars = _vocabulary(reader, source, tokenizer, max_vocab)
+        if all(s.isspace() for i, s in enumerate(tok.vocab) if i != tok.unk_id):
+            raise CorpusError(f"{source}: the text is whitespace only")
+        meta = {
+            "format": FORMAT,
+            "version": VERSION,
+            "source": source,
+            "files": 0,
+            "encoding": resolved.encoding,
+            "errors": errors,
+            "lowercase": lowercase,
+            "tokenizer": tokenizer,
+            "vocab_size": tok.vocab_size,
+            "dtype": smallest_id_dtype(tok.vocab_size).name,
+            "tokens": 0,
+            "chars": chars,
+            "split": 0,
+            "source_sha256": reader.sha.hexdigest(),
+        }
+        with bar("encoding") as b2:
+            reader = _Reader(resolved, errors, lowercase, b2)
+            _write_folder(folder, reader, tok, meta, signals)
+    return meta
 
-            try:
-                tok = BPETokenizer.train(counted(_word_pieces(reader.chunks())), max_vocab)
-            except TokenizerError:
-                if not seen[0]:
-                    raise CorpusError(f"{source}: the text is empty") from None
-                raise
-            chars = seen[0]
-        else:
-            counts: Counter[str] = Counter()
-            for piece in _word_pieces(reader.chunks()):
-                counts.update(WORD_PATTERN.findall(piece))
-                chars += len(piece)
-            if not counts:
-                raise CorpusError(f"{source}: the text is empty")
-            tok = WordTokenizer.from_counts(counts, max_vocab)
-    if all(s.isspace() for i, s in enumerate(tok.vocab) if i != tok.unk_id):
-        raise CorpusError(f"{source}: the text is whitespace only")
-    source_sha = reader.sha.hexdigest()
-    dtype = smallest_id_dtype(tok.vocab_size)
 
-    # pass 2: encode and append
+def _vocabulary(
+    reader: _Reader, source: str, tokenizer: str, max_vocab: int | None
+) -> tuple[Tokenizer, int]:
+    """Pass 1: the vocabulary of ``tokenizer``'s kind and the characters streamed."""
+    chars = 0
+    if tokenizer == "char":
+        symbols: set[str] = set()
+        char_counts: Counter[str] = Counter()  # only needed to rank symbols for --max-vocab
+        for chunk in reader.chunks():
+            if max_vocab is None:
+                symbols.update(chunk)
+            else:
+                char_counts.update(chunk)
+            chars += len(chunk)
+        if not symbols and not char_counts:
+            raise CorpusError(f"{source}: the text is empty")
+        tok: Tokenizer = (
+            CharTokenizer(sorted(symbols))
+            if max_vocab is None
+            else CharTokenizer.from_counts(char_counts, max_vocab)
+        )
+        return tok, chars
+    if tokenizer == "bpe":
+        seen = [0]  # characters streamed into training
+
+        def counted(pieces: Iterator[str]) -> Iterator[str]:
+            for piece in pieces:
+                seen[0] += len(piece)
+                yield piece
+
+        try:
+            tok = BPETokenizer.train(counted(_word_pieces(reader.chunks())), max_vocab)
+        except TokenizerError:
+            if not seen[0]:
+                raise CorpusError(f"{source}: the text is empty") from None
+            raise
+        return tok, seen[0]
+    counts: Counter[str] = Counter()
+    for piece in _word_pieces(reader.chunks()):
+        counts.update(WORD_PATTERN.findall(piece))
+        chars += len(piece)
+    if not counts:
+        raise CorpusError(f"{source}: the text is empty")
+    return WordTokenizer.from_counts(counts, max_vocab), chars
+
+
+def _write_folder(
+    folder: Path, reader: _Reader, tok: Tokenizer, meta: dict[str, Any], signals: _Signals
+) -> None:
+    """Pass 2 into fresh temporaries in ``folder``, then the commit; on any failure or signal
+    the temporaries (and a folder this call created, if left empty) are removed."""
+    created = _missing_ancestor(folder)
+    staged: list[Path] = []
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / META).unlink(missing_ok=True)
-        partial = folder / f".{TOKENS}.partial"
-        count = 0
-        with bar("encoding") as b2, partial.open("wb") as sink:
-            reader = _Reader(resolved, errors, lowercase, b2)
-            pieces = reader.chunks() if tokenizer == "char" else _word_pieces(reader.chunks())
-            for piece in pieces:
-                ids = tok.encode(piece, unknown="error").astype(dtype)
-                sink.write(ids.tobytes())
-                count += len(ids)
+        for stale in _leftovers(folder):
+            stale.unlink(missing_ok=True)
+        tag = secrets.token_hex(6)  # named before it exists, so a signal cannot orphan it
+        staged_tokens = folder / f".{TOKENS}.{tag}.partial"
+        staged_tok = folder / f".{TOKENIZER}.{tag}.partial"
+        staged_meta = folder / f".{META}.{tag}.partial"
+        staged += [staged_tokens, staged_tok, staged_meta]
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        with os.fdopen(os.open(staged_tokens, flags, 0o666), "wb") as sink:
+            meta["tokens"] = _encode_into(sink, reader, tok, np.dtype(meta["dtype"]), meta)
             sink.flush()
             os.fsync(sink.fileno())
-        os.replace(partial, folder / TOKENS)
-    except OSError as exc:
-        raise CheckpointError(f"cannot write to {folder}: {exc.strerror or exc}") from None
-    tok.save(folder / TOKENIZER)
-    meta = {
-        "format": FORMAT,
-        "version": VERSION,
-        "source": source,
-        "files": reader.files_used,
-        "encoding": resolved.encoding,
-        "errors": errors,
-        "lowercase": lowercase,
-        "tokenizer": tokenizer,
-        "vocab_size": tok.vocab_size,
-        "dtype": dtype.name,
-        "tokens": count,
-        "chars": chars,
-        "split": int(count * 0.9),
-        "source_sha256": source_sha,
-    }
-    atomic_write_json(folder / META, meta)
-    return meta
+        meta["files"] = reader.files_used
+        meta["split"] = int(meta["tokens"] * 0.9)
+        tok.save(staged_tok)
+        atomic_write_json(staged_meta, meta)
+        with signals.held():
+            (folder / META).unlink(missing_ok=True)  # from here the folder reads as half-written
+            os.replace(staged_tokens, folder / TOKENS)
+            os.replace(staged_tok, folder / TOKENIZER)
+            os.replace(staged_meta, folder / META)
+    except BaseException as exc:
+        for path in staged:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        _remove_empty(folder, created)
+        if isinstance(exc, OSError):
+            raise CheckpointError(f"cannot write to {folder}: {exc.strerror or exc}") from None
+        raise
+
+
+def _encode_into(
+    sink: Any, reader: _Reader, tok: Tokenizer, dtype: np.dtype, meta: dict[str, Any]
+) -> int:
+    """Pass 2: encode the stream into ``sink``; CorpusError when the source changed since
+    pass 1 (new symbols, or other bytes). Returns the token count."""
+    source = meta["source"]
+    count = 0
+    pieces = reader.chunks() if meta["tokenizer"] == "char" else _word_pieces(reader.chunks())
+    for piece in pieces:
+        try:
+            ids = tok.encode(piece, unknown="error").astype(dtype)
+        except TokenizerError:
+            raise CorpusError(
+                f"{source}: changed while prepare read it (its second pass met symbols the "
+                "first did not); prepare a copy that does not change"
+            ) from None
+        sink.write(ids.tobytes())
+        count += len(ids)
+    if reader.sha.hexdigest() != meta["source_sha256"]:
+        raise CorpusError(
+            f"{source}: changed while prepare read it (its bytes differ between the two "
+            "passes); prepare a copy that does not change"
+        )
+    return count
+
+
+def _missing_ancestor(folder: Path) -> Path | None:
+    """The outermost of ``folder`` and its parents that does not exist yet (None if it does)."""
+    missing = None
+    for path in (folder, *folder.parents):
+        if os.path.lexists(path):
+            break
+        missing = path
+    return missing
+
+
+def _remove_empty(folder: Path, created: Path | None) -> None:
+    """Remove ``folder`` and its parents up to ``created`` while they are empty."""
+    if created is None:
+        return
+    path = folder
+    while True:
+        try:
+            path.rmdir()
+        except OSError:
+            return
+        if path == created:
+            return
+        path = path.parent
 
 
 def _check_encoding(encoding: str) -> None:

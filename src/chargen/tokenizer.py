@@ -20,6 +20,7 @@ vocabulary size (default 1024, ``<unk>`` at id 0 included) and every token is ex
 from __future__ import annotations
 
 import json
+import os
 import re
 import warnings
 from collections import Counter
@@ -30,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from chargen.atomic import atomic_write_json
+from chargen.atomic import atomic_write_json, loads_bounded, read_regular
 from chargen.errors import ConfigError, TokenizerError
 
 FORMAT = "chargen-tokenizer"
@@ -563,17 +564,20 @@ def build_tokenizer(kind: str, text: str, *, max_vocab: int | None = None) -> To
     raise ConfigError(f"--tokenizer must be {' or '.join(KINDS)}, got {kind!r}")
 
 
+MAX_TOKENIZER_BYTES = 1 << 30
+
+
 def load_tokenizer(path: str | Path) -> Tokenizer:
     """Read a tokenizer JSON file; a one-line TokenizerError naming the file when it is
-    missing, unreadable, not JSON, or not a chargen tokenizer."""
+    missing, not a regular file, larger than ``MAX_TOKENIZER_BYTES``, unreadable, not JSON
+    (or nested too deeply), or not a chargen tokenizer."""
     path = Path(path)
+    if not os.path.lexists(path):
+        raise TokenizerError(f"{path}: tokenizer file not found")
+    raw = read_regular(path, TokenizerError, MAX_TOKENIZER_BYTES)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise TokenizerError(f"{path}: tokenizer file not found") from None
-    except OSError as exc:
-        raise TokenizerError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = loads_bounded(raw.decode("utf-8"))
+    except ValueError as exc:
         raise TokenizerError(f"{path}: corrupt tokenizer file, not UTF-8 JSON ({exc})") from None
     try:
         return Tokenizer.from_dict(data)
