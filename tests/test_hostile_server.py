@@ -330,9 +330,7 @@ def test_caps_on_prompt_and_stop_strings(app_url: tuple[Any, str]) -> None:
 def test_malformed_bodies_are_one_line_4xx(app_url: tuple[Any, str], raw: bytes) -> None:
     _, url = app_url
     for route in ("/v1/generate", "/v1/score", "/v1/distribution"):
-        res = httpx.post(
-            f"{url}{route}", content=raw, headers={"content-type": "application/json"}
-        )
+        res = httpx.post(f"{url}{route}", content=raw, headers={"content-type": "application/json"})
         assert 400 <= res.status_code < 500, (route, res.status_code, res.text)
         _one_line(res.json()["detail"])
     _generate_ok(url)

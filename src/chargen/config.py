@@ -250,6 +250,9 @@ class TrainConfig:
     compile: bool = False
     sample_length: int = 400
     sample_temperatures: tuple[float, ...] = SAMPLE_TEMPERATURES
+    sample_every: float = 30.0  # seconds between sample blocks (a tiny corpus ends epochs fast)
+    patience: int | None = None  # stop after N evaluations without a new best
+    patience_share: float | None = None  # stop when no new best came for this share of the budget
 
     def validate(self) -> TrainConfig:
         """Raise ConfigError on an unusable value; return self."""
@@ -311,6 +314,11 @@ class TrainConfig:
             )
         for t in self.sample_temperatures:
             _check_float(t, "--sample-temperatures", low=0.0)
+        _check_float(self.sample_every, "--sample-every", low=0.0)
+        if self.patience is not None:
+            _check_int(self.patience, "--patience", low=1)
+        if self.patience_share is not None:
+            _check_float(self.patience_share, "--patience-share", low=0.0, high=1.0, low_open=True)
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -337,16 +345,16 @@ class DataConfig:
     tokenizer: str = "char"
     max_vocab: int | None = None
     data_dir: str | None = None
+    lines: bool = False  # each non-empty line is one example (lines.py)
 
     def validate(self) -> DataConfig:
         """Raise ConfigError on an unusable value; return self."""
         _check_str(self.source, "SOURCE")
         _check_str(self.tokenizer, "--tokenizer")
         _check_str(self.errors, "--errors")
-        if not isinstance(self.lowercase, bool):
-            raise ConfigError(
-                f"--lowercase must be true or false, got {_short.repr(self.lowercase)}"
-            )
+        for flag, flag_value in (("--lowercase", self.lowercase), ("--lines", self.lines)):
+            if not isinstance(flag_value, bool):
+                raise ConfigError(f"{flag} must be true or false, got {_short.repr(flag_value)}")
         for flag, value in (("--encoding", self.encoding), ("--data-dir", self.data_dir)):
             if value is not None:
                 _check_str(value, flag)
@@ -420,6 +428,7 @@ PRESETS: dict[str, Preset] = {
             epochs=60,
             eval_every=1_000_000,
             checkpoint_every=500,
+            sample_every=0.0,  # samples after every epoch, as the book's program prints them
         ),
     ),
     "quick": Preset(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,24 +60,70 @@ def score_text(
     return Scored([tokenizer.decode([i]) for i in ids], values)
 
 
-def surprisal_html(scored: Scored, title: str) -> str:
-    """A self-contained page: each token's background from white (0 bits) to red (>= 8 bits)."""
+def surprisal_html(
+    scored: Scored,
+    title: str,
+    copies: Sequence[tuple[int, int]] | None = None,
+    min_span: int | None = None,
+) -> str:
+    """A self-contained page: each token's background from white (0 bits) to red (>= 8 bits).
+
+    ``copies``: ``(start, end)`` character ranges of the scored text (the pieces joined) found
+    verbatim in the training text, merged and in order (``run_novelty.merge_spans``); they are
+    underlined, and the legend names ``min_span``. None: no copy check was asked for.
+    """
+    marked = bytearray(scored.chars)
+    for start, end in copies or ():
+        marked[start:end] = b"\x01" * (min(end, len(marked)) - start)
     spans = []
+    at = 0
     for piece, b in zip(scored.pieces, scored.bits.tolist(), strict=True):
         level = min(1.0, b / 8.0)
         colour = f"rgb(255,{int(255 * (1 - level))},{int(255 * (1 - level))})"
         spans.append(
-            f'<span style="background:{colour}" title="{b:.2f} bits">{html.escape(piece)}</span>'
+            f'<span style="background:{colour}" title="{b:.2f} bits">'
+            f"{_marked_piece(piece, marked[at : at + len(piece)])}</span>"
+        )
+        at += len(piece)
+    legend = ""
+    if copies is not None:
+        copied = sum(end - start for start, end in copies)
+        stretches = f"{len(copies):,} stretch{'' if len(copies) == 1 else 'es'}"
+        found = f"{stretches}, {copied:,} characters" if copies else "none in this text"
+        legend = (
+            f'<p><span class="copy">underlined</span>: copied from the training text '
+            f"(&ge; {min_span} chars): {found}.</p>"
         )
     return (
         "<!doctype html><html><head><meta charset='utf-8'>"
         f"<title>{html.escape(title)}</title><style>body{{font-family:sans-serif;margin:2em}}"
-        "pre{white-space:pre-wrap;font-family:monospace;line-height:1.5}</style></head><body>"
+        "pre{white-space:pre-wrap;font-family:monospace;line-height:1.5}"
+        ".copy{text-decoration:underline solid #1d4ed8;text-decoration-thickness:3px;"
+        "text-underline-offset:3px;text-decoration-skip-ink:none}</style></head><body>"
         f"<h1>{html.escape(title)}</h1><p>{scored.bits_per_char:.4f} bits per character over "
         f"{scored.chars:,} characters. Hover a character for its surprisal; white = 0 bits, red = 8+ bits.</p>"
-        f"<pre>{''.join(spans)}</pre></body></html>\n"
+        f"{legend}<pre>{''.join(spans)}</pre></body></html>\n"
     )
 
 
-def write_surprisal_html(scored: Scored, title: str, path: str) -> None:
-    atomic_write_text(path, surprisal_html(scored, title))
+def _marked_piece(piece: str, marked: bytes | bytearray) -> str:
+    """``piece`` escaped, its runs of marked characters wrapped in ``<span class="copy">``."""
+    if not any(marked):
+        return html.escape(piece)
+    out, start = [], 0
+    for k in range(1, len(piece) + 1):
+        if k == len(piece) or marked[k] != marked[start]:
+            text = html.escape(piece[start:k])
+            out.append(f'<span class="copy">{text}</span>' if marked[start] else text)
+            start = k
+    return "".join(out)
+
+
+def write_surprisal_html(
+    scored: Scored,
+    title: str,
+    path: str,
+    copies: Sequence[tuple[int, int]] | None = None,
+    min_span: int | None = None,
+) -> None:
+    atomic_write_text(path, surprisal_html(scored, title, copies, min_span))

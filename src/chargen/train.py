@@ -32,9 +32,20 @@ from chargen.config import DataConfig, ModelConfig, TrainConfig, check_compatibl
 from chargen.corpus import load_corpus
 from chargen.data import StreamBatches, WindowBatches, smallest_id_dtype, split_ids
 from chargen.distributed import World, close_world, init_world
+from chargen.early_stop import EarlyStop
 from chargen.errors import ChargenError, TrainingError
 from chargen.evaluate import EvalResult, evaluate_streams, evaluate_windows, token_char_lengths
 from chargen.generate import generate
+from chargen.lines import (
+    BOUNDARY,
+    IGNORE,
+    LineBatches,
+    evaluate_items,
+    item_bounds,
+    items_of,
+    lines_text,
+    split_items,
+)
 from chargen.models import LanguageModel, State, build_model, count_parameters, detach_state
 from chargen.prepare import is_prepared, open_prepared
 from chargen.reporting import Reporter
@@ -43,6 +54,8 @@ from chargen.tokenizer import Tokenizer, build_tokenizer, load_tokenizer
 
 SEED_TEXT_CHARS = 60
 TRAIN_LOG_EVERY = 25
+LINE_SAMPLES = 8  # items drawn per temperature in a --lines run's sample block
+EPOCH_EVAL_STEPS = 100  # an epoch this long ends with an evaluation; shorter ones follow eval_every
 
 
 class TrainingInterrupted(ChargenError):
@@ -63,6 +76,8 @@ class TrainResult:
     elapsed: float
     val: EvalResult | None
     best_val_nats_per_char: float | None
+    best: str = ""  # "best 2.148 nats/char at step 60, 1.1 s"
+    stopped_early: str | None = None
 
 
 @dataclass
@@ -262,9 +277,12 @@ class Trainer:
             raise TrainingError(
                 f"the text has a vocabulary of {tokenizer.vocab_size} symbol; a language model needs at least 2"
             )
-        self.train_ids, self.val_ids = split_ids(ids, self.tc.val_fraction)
-        if self.tc.batching == "windows":
-            self.batches: StreamBatches | WindowBatches = WindowBatches(
+        self.lines = config.data.lines
+        if self.lines:
+            self._init_items(ids)
+        elif self.tc.batching == "windows":
+            self.train_ids, self.val_ids = split_ids(ids, self.tc.val_fraction)
+            self.batches: StreamBatches | WindowBatches | LineBatches = WindowBatches(
                 self.train_ids,
                 self.tc.batch_size,
                 self.tc.maxlen,
@@ -272,6 +290,7 @@ class Trainer:
                 self.tc.seed,
             )
         else:
+            self.train_ids, self.val_ids = split_ids(ids, self.tc.val_fraction)
             self.batches = StreamBatches(
                 self.train_ids, self.tc.batch_size, self.tc.seq_len, self.tc.seed
             )
@@ -294,8 +313,12 @@ class Trainer:
         self.step_in_epoch = 0
         self.elapsed = 0.0
         self.tokens_seen = 0
-        self.best_val: float | None = None
+        self.early = EarlyStop(self.tc.patience, self.tc.patience_share)
+        self.stopped_early: str | None = None
         self.last_val: EvalResult | None = None
+        self.train_seconds = 0.0  # time spent in training steps alone (throughput)
+        self.last_sample_elapsed: float | None = None
+        self._last_block: tuple[int, str, dict[float, str]] | None = None
         self.carry: tuple[torch.Tensor, ...] | None = None
         # testing aid: seconds to sleep after each step, so a test can interrupt a tiny run mid-way
         self._step_delay = float(os.environ.get("CHARGEN_TEST_STEP_DELAY") or 0.0)
@@ -307,6 +330,23 @@ class Trainer:
             )
         )
 
+    def _init_items(self, ids: np.ndarray) -> None:
+        """``--lines``: whole items in batches, a fixed random share held out (lines.py)."""
+        if self.tc.batching == "windows":
+            raise TrainingError("--lines trains whole items; --batching windows does not apply")
+        if BOUNDARY not in self.tokenizer.vocab or self.tokenizer.kind == "bpe":
+            raise TrainingError("--lines works with --tokenizer char or word")
+        self.bounds = item_bounds(ids, self.tokenizer.vocab.index(BOUNDARY))
+        self.train_items, self.val_items = split_items(len(self.bounds) - 1, self.tc.val_fraction)
+        self.train_ids = self.val_ids = ids
+        self.batches = LineBatches(
+            ids, self.bounds, self.train_items, self.tc.batch_size, self.tc.seed
+        )
+
+    @property
+    def best_val(self) -> float | None:
+        return self.early.best
+
     # ----------------------------------------------------------------- state
     def state_meta(self) -> dict[str, Any]:
         return {
@@ -316,6 +356,7 @@ class Trainer:
             "elapsed": self.elapsed,
             "tokens_seen": self.tokens_seen,
             "best_val": self.best_val,
+            "early_stop": self.early.state(),
             "lr_scale": self.lr_scale,
             "nan_skips": self.nan_skips,
             "corpus_sha256": self.corpus_sha,
@@ -361,7 +402,7 @@ class Trainer:
         self.step_in_epoch = int(meta["step_in_epoch"])
         self.elapsed = float(meta["elapsed"])
         self.tokens_seen = int(meta["tokens_seen"])
-        self.best_val = meta.get("best_val")
+        self.early.load({"best": meta.get("best_val"), **meta.get("early_stop", {})})
         self.lr_scale = float(meta.get("lr_scale", 1.0))
         self.nan_skips = int(meta.get("nan_skips", 0))
         carry = [saved.extra[k] for k in sorted(saved.extra) if k.startswith("carry.")]
@@ -388,8 +429,8 @@ class Trainer:
         Backward runs on every rank even for a non-finite loss, so no rank waits alone in the
         gradient all-reduce; the decision to skip or stop uses the loss averaged over ranks.
         """
-        windows = self.tc.batching == "windows"
-        carried = not windows and self.model.carries_state
+        windows = self.tc.batching == "windows" and not self.lines
+        carried = not windows and not self.lines and self.model.carries_state
         bf16 = self.precision == "bf16"
         accum = self.tc.grad_accum
         self.optimizer.zero_grad(set_to_none=True)
@@ -412,9 +453,14 @@ class Trainer:
                         carry = slice_state(self.carry, part) if carried else None
                         logits, state = self.net(x[part], carry)
                         flat = logits.reshape(-1, logits.shape[-1]).float()
-                        loss = F.cross_entropy(flat, y[part].reshape(-1))
+                        loss = F.cross_entropy(flat, y[part].reshape(-1), ignore_index=IGNORE)
                         states.append(detach_state(state))
-                    share = (part.stop - part.start) / rows  # this slice's part of the batch mean
+                    # this slice's part of the batch mean (of its targets: items have padding)
+                    share = (
+                        float((y[part] != IGNORE).sum() / (y != IGNORE).sum())
+                        if self.lines
+                        else (part.stop - part.start) / rows
+                    )
                     (loss / accum if share == 1 else loss * share / accum).backward()
                 total += float(loss.detach()) * share
             if carried:
@@ -464,6 +510,15 @@ class Trainer:
         )
 
     def evaluate(self) -> EvalResult:
+        if self.lines:
+            return evaluate_items(
+                self.model,
+                self.val_ids,
+                self.bounds,
+                self.val_items,
+                self.char_lengths,
+                max_tokens=self.tc.eval_max_tokens,
+            )
         if self.tc.batching == "windows":
             return evaluate_windows(
                 self.model,
@@ -482,6 +537,20 @@ class Trainer:
         seed_ids = self.train_ids[self.seed_start : self.seed_start + SEED_TEXT_CHARS]
         seed_text = self.tokenizer.decode(np.asarray(seed_ids, dtype=np.int64))
         texts: dict[float, str] = {}
+        if self.lines:  # whole items, each from a fresh state, one per line
+            for temperature in self.tc.sample_temperatures:
+                samples = generate(
+                    self.model,
+                    self.tokenizer,
+                    BOUNDARY,
+                    length=min(self.tc.sample_length, 200),
+                    sampling=SamplingConfig(temperature=float(temperature)),
+                    num_samples=LINE_SAMPLES,
+                    seed=self.tc.seed,
+                    stop=[BOUNDARY],
+                )
+                texts[float(temperature)] = BOUNDARY.join(s.text for s in samples)
+            return "", texts
         for temperature in self.tc.sample_temperatures:
             (sample,) = generate(
                 self.model,
@@ -518,18 +587,45 @@ class Trainer:
         }
         self._log(record)
         self.reporter.evaluation(record)
-        if self.best_val is None or result.nats_per_char < self.best_val:
-            self.best_val = result.nats_per_char
+        verdict = self.early.update(
+            result.nats_per_char,
+            self.step,
+            self.elapsed,
+            self.budget.fraction(self.step, self.elapsed),
+        )
+        if verdict.new_best:
             ckpt.save_weights(
                 self.run / ckpt.BEST,
                 self.model,
                 {"step": self.step, "val_nats_per_char": result.nats_per_char},
             )
+        if verdict.notice:
+            self._log({"kind": "notice", "step": self.step, "text": verdict.notice})
+            self.reporter.message(f"note: {verdict.notice}")
+        if verdict.stop:
+            self.stopped_early = verdict.stop
 
-    def _record_samples(self) -> None:
+    def _samples_due(self) -> bool:
+        """``sample_every`` seconds since the last block (0: at epoch ends only, as the book)."""
+        if self.tc.sample_every == 0:
+            return False
+        last = self.last_sample_elapsed
+        return last is None or self.elapsed - last >= self.tc.sample_every
+
+    def _record_samples(self, full: bool = False) -> None:
+        """Draw, log and show a block of samples; shown whole when ``full`` (the last block) or
+        when blocks follow epochs (``sample_every`` 0), else compact. A block already drawn at
+        this step is shown again, not drawn again."""
+        self.last_sample_elapsed = self.elapsed
         if not self.world.is_main or not self.tc.sample_temperatures or self.tc.sample_length == 0:
             return
+        full = full or self.tc.sample_every == 0
+        if self._last_block is not None and self._last_block[0] == self.step:
+            if full:
+                self.reporter.samples(self.epoch, self.step, *self._last_block[1:], full=True)
+            return
         seed_text, texts = self.sample_texts()
+        self._last_block = (self.step, seed_text, texts)
         for temperature, text in texts.items():
             self._log(
                 {
@@ -541,7 +637,7 @@ class Trainer:
                     "text": text,
                 }
             )
-        self.reporter.samples(self.epoch, self.step, seed_text, texts)
+        self.reporter.samples(self.epoch, self.step, seed_text, texts, full=full)
 
     def epoch_float(self) -> float:
         return round(self.epoch + self.step_in_epoch / self.steps_per_epoch, 4)
@@ -554,9 +650,9 @@ class Trainer:
             {
                 "parameters": f"{count_parameters(self.model):,}",
                 "vocab": self.tokenizer.vocab_size,
-                "train tokens": f"{len(self.train_ids):,}",
-                "val tokens": f"{len(self.val_ids):,}",
+                **self._split_info(),
                 "steps/epoch": self.steps_per_epoch,
+                "budget": self._budget_text(),
                 "device": self.device.type,
                 "precision": self.precision,
                 "threads": torch.get_num_threads(),
@@ -564,11 +660,12 @@ class Trainer:
             }
         )
         self.model.train()
+        self.last_sample_elapsed = self.elapsed  # the first block comes sample_every s in
         signals = _StopSignals()
         window_loss = 0.0
         window_steps = 0
         last_loss = float("nan")
-        speed_t, speed_tokens = time.perf_counter(), 0
+        speed_seconds, speed_tokens = 0.0, 0
         chars_per_s = 0.0
         clock = time.perf_counter() - self.elapsed
         with signals.installed():
@@ -584,11 +681,15 @@ class Trainer:
                     )
                     for group in self.optimizer.param_groups:
                         group["lr"] = self.tc.lr * scale * self.lr_scale
+                    step_start = time.perf_counter()
                     last_loss = (
                         self._compiled_step()
                         if self.tc.compile
                         else self.train_step(self.epoch, self.step_in_epoch)
                     )
+                    step_seconds = time.perf_counter() - step_start
+                    self.train_seconds += step_seconds
+                    speed_seconds += step_seconds
                     self.step += 1
                     self.step_in_epoch += 1
                     if self._step_delay:
@@ -600,10 +701,10 @@ class Trainer:
                         window_loss += last_loss
                         window_steps += 1
                     self.elapsed = time.perf_counter() - clock
-                    now = time.perf_counter()
-                    if now - speed_t > 0.5:
-                        chars_per_s = speed_tokens / (now - speed_t)
-                        speed_t, speed_tokens = now, 0
+                    # throughput of the training steps alone, over windows of about 0.5 s
+                    chars_per_s = speed_tokens / max(speed_seconds, 1e-9)
+                    if speed_seconds > 0.5:
+                        speed_seconds, speed_tokens = 0.0, 0
                     total = self.budget.steps
                     self.reporter.progress(
                         self.step,
@@ -630,6 +731,8 @@ class Trainer:
                         train_avg = last_loss
                     if self.step % self.tc.eval_every == 0:
                         self._record_eval(train_avg, chars_per_s)
+                    if self._samples_due():
+                        self._record_samples()
                     if (
                         self.step % self.tc.checkpoint_every == 0
                         or self.step % self.tc.eval_every == 0
@@ -637,7 +740,9 @@ class Trainer:
                         self._checkpoint()
                     # every rank takes the same decision: stop if any rank's budget or signal says so
                     budget_done, signum = self.world.any(
-                        float(self.budget.done(self.step, self.elapsed)),
+                        float(
+                            self.budget.done(self.step, self.elapsed) or bool(self.stopped_early)
+                        ),
                         float(signals.signum or 0),
                         device=self.device,
                     )
@@ -647,26 +752,54 @@ class Trainer:
                     done = bool(budget_done)
             finally:
                 self.reporter.close()
-        if self.step_in_epoch >= self.steps_per_epoch:
-            self._end_epoch(last_loss, chars_per_s)
+        if self.step_in_epoch >= self.steps_per_epoch and not self.stopped_early:
+            self._end_epoch(last_loss, chars_per_s, final=True)
         else:  # the end of the budget: a last evaluation (unless one just ran) and samples
             if self._last_eval_step != self.step:
                 self._record_eval(last_loss, chars_per_s)
-            self._record_samples()
+            self._record_samples(full=True)
         self._checkpoint()
+        if self.stopped_early:
+            self._log({"kind": "notice", "step": self.step, "text": self.stopped_early})
+            self.reporter.message(self.stopped_early)
         return TrainResult(
-            self.run, self.step, self.epoch_float(), self.elapsed, self.last_val, self.best_val
+            self.run,
+            self.step,
+            self.epoch_float(),
+            self.elapsed,
+            self.last_val,
+            self.best_val,
+            self.early.summary(),
+            self.stopped_early,
         )
+
+    def _budget_text(self) -> str:
+        if self.budget.seconds is not None:
+            return f"{self.budget.seconds / 60:g} min"
+        epochs = self.budget.steps / self.steps_per_epoch if self.budget.steps else 0
+        return f"{self.budget.steps:,} steps ({epochs:.3g} epochs)"
+
+    def _split_info(self) -> dict[str, Any]:
+        if not self.lines:
+            return {
+                "train tokens": f"{len(self.train_ids):,}",
+                "val tokens": f"{len(self.val_ids):,}",
+            }
+        return {"items": f"{len(self.train_items):,} train, {len(self.val_items):,} val (--lines)"}
 
     _last_eval_step = -1
 
-    def _end_epoch(self, train_loss: float, chars_per_s: float) -> None:
+    def _end_epoch(self, train_loss: float, chars_per_s: float, final: bool = False) -> None:
+        """A long epoch ends with an evaluation and (``sample_every`` 0) samples, as the book's
+        program does; a short one (a small corpus) leaves both to the step and sample clocks."""
         self.epoch += 1
         self.step_in_epoch = 0
         self.carry = None
-        if self._last_eval_step != self.step:
+        long_epoch = self.steps_per_epoch >= min(EPOCH_EVAL_STEPS, self.tc.eval_every)
+        if (long_epoch or final) and self._last_eval_step != self.step:
             self._record_eval(train_loss, chars_per_s)
-        self._record_samples()
+        if self.tc.sample_every == 0 or final:
+            self._record_samples(full=final)
         self._checkpoint()
 
     def _log(self, record: dict[str, Any]) -> None:
@@ -695,6 +828,12 @@ def _encode_corpus(
         prepared = open_prepared(data.source)
         if tokenizer is not None and tokenizer.to_dict() != prepared.tokenizer.to_dict():
             raise TrainingError(f"{data.source}: its tokenizer differs from the run's")
+        if bool(prepared.meta.get("lines", False)) != data.lines:
+            said = "with" if prepared.meta.get("lines", False) else "without"
+            raise TrainingError(
+                f"{data.source} was prepared {said} --lines; train it the same way, or "
+                "prepare it again"
+            )
         return prepared.tokenizer, prepared.ids, prepared.meta["source_sha256"]
     corpus = load_corpus(
         data.source,
@@ -704,13 +843,14 @@ def _encode_corpus(
         data_dir=data.data_dir,
         progress=progress,
     )
+    text = lines_text(items_of(corpus.text)) if data.lines else corpus.text
     if tokenizer is None:
-        tokenizer = build_tokenizer(data.tokenizer, corpus.text, max_vocab=data.max_vocab)
-    ids = tokenizer.encode(corpus.text, unknown="error")
+        tokenizer = build_tokenizer(data.tokenizer, text, max_vocab=data.max_vocab)
+    ids = tokenizer.encode(text, unknown="error")
     return (
         tokenizer,
         ids.astype(smallest_id_dtype(tokenizer.vocab_size)),
-        text_checksum(corpus.text),
+        text_checksum(text),
     )
 
 

@@ -1,0 +1,207 @@
+"""``chargen generate``: samples of a prose run, or items of a ``--lines`` run, in three formats.
+
+* ``text`` (prose default): each sample as it is made, the prompt first; with several samples
+  or temperatures a header line (``------ temperature: ...``) before each.
+* ``lines`` (``--lines`` default): one sample per line. A ``--lines`` run prints its items as
+  they are; a prose sample has its backslashes and line breaks written as escapes (``\\n``), so
+  ``decode_escapes`` gives it back. With ``--novelty`` an item is followed by a tab and its
+  label (``train``, ``val`` or ``new``).
+* ``jsonl``: prose, one object per token (``token``, ``logprob``, ``entropy``); items, one
+  object per item (``text``, ``seed``, ``logprob``, ``tokens``, and ``novelty`` when asked).
+
+The seed line, novelty summaries and notes go to stderr; with items, so do the temperature
+headers, so ``chargen generate RUN > names.txt`` holds names and nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import sys
+from typing import Any, TextIO
+
+from chargen.errors import ConfigError
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from chargen.checkpoint import load_run
+    from chargen.cli import given_fields
+    from chargen.escapes import decode_escapes
+    from chargen.generate import check_request, encode_prompt
+    from chargen.sampling import SamplingConfig
+
+    check_request(args.length, args.num_samples)
+    if not args.no_escapes:  # "\n\n" on the command line means two newlines
+        args.prompt = decode_escapes(args.prompt, "--prompt")
+        args.stop = [decode_escapes(s, "--stop") for s in args.stop or ()]
+
+    options = given_fields(args, SamplingConfig)
+    options.pop("temperature", None)
+    configs = [SamplingConfig(temperature=t, **options).validate() for t in args.temperature]
+    config, tokenizer, model = load_run(args.run_dir, args.weights)
+    if args.beams != 1:  # beam_search refuses a width below 1 in one line
+        return _print_beams(args, model, tokenizer, configs[0])
+    items = config.data.lines
+    if args.only_new and not items:
+        raise ConfigError("--only-new needs a run trained with --lines (one item per line)")
+    if args.seed is None:  # a fresh draw each call, said aloud so any sample can be redrawn
+        # a prompt generate would refuse fails here, before the seed line (errors stay one line)
+        encode_prompt(tokenizer, args.prompt, "error" if args.unknown == "error" else "drop")
+        args.seed = secrets.randbelow(2**32)
+        print(f"seed: {args.seed} (reproduce with --seed {args.seed})", file=sys.stderr, flush=True)
+    novelty = None
+    if args.novelty or args.only_new:
+        from chargen.run_novelty import RunNovelty
+
+        novelty = RunNovelty.open(args.run_dir, config, tokenizer)
+    fmt = args.format or ("lines" if items else "text")
+    for cfg in configs:
+        if items:
+            if len(configs) > 1:
+                print(f"------ temperature: {cfg.temperature}", file=sys.stderr, flush=True)
+            _items_out(args, model, tokenizer, cfg, fmt, novelty, sys.stdout)
+        else:
+            many = len(configs) > 1 or args.num_samples > 1
+            _prose_out(args, model, tokenizer, cfg, fmt, novelty, sys.stdout, many)
+    return 0
+
+
+def _items_out(
+    args: argparse.Namespace,
+    model: Any,
+    tokenizer: Any,
+    cfg: Any,
+    fmt: str,
+    novelty: Any,
+    out: TextIO,
+) -> None:
+    from chargen.items import draw_new, generate_items
+    from chargen.novelty import ItemIndex
+
+    index = novelty.items if novelty is not None else None
+    common = {"length": args.length, "sampling": cfg, "seed": args.seed, "unknown": args.unknown}
+    if args.only_new:
+        found, labels = draw_new(
+            model, tokenizer, args.prompt, index, want=args.num_samples, **common
+        )
+    else:
+        found = generate_items(
+            model, tokenizer, args.prompt, count=args.num_samples, stop=args.stop or (), **common
+        )
+        if index is not None:
+            for item in found:
+                item.label = index.label(item.text)
+        labels = [item.label for item in found if item.label is not None]
+    for item in found:
+        if fmt == "jsonl":
+            record = {
+                "text": item.text,
+                "seed": item.sample.seed,
+                "temperature": cfg.temperature,
+                "logprob": sum(item.sample.logprobs),
+                "tokens": len(item.sample.tokens),
+            }
+            if item.label is not None:
+                record["novelty"] = item.label
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        else:
+            out.write(item.text + (f"\t{item.label}" if args.novelty else "") + "\n")
+    out.flush()
+    if labels:
+        print(ItemIndex.summary(labels), file=sys.stderr)
+
+
+def _prose_out(
+    args: argparse.Namespace,
+    model: Any,
+    tokenizer: Any,
+    cfg: Any,
+    fmt: str,
+    novelty: Any,
+    out: TextIO,
+    many: bool,
+) -> None:
+    from chargen.escapes import encode_escapes
+    from chargen.generate import generate
+
+    for row in range(args.num_samples):
+        seed = args.seed + row
+        if fmt == "text" and many:
+            print(f"------ temperature: {cfg.temperature}  sample {row + 1}  seed {seed}", file=out)
+        if fmt == "text":
+            out.write(args.prompt)
+            out.flush()
+
+        def emit(_: int, text: str) -> None:
+            out.write(text)
+            out.flush()
+
+        (sample,) = generate(
+            model,
+            tokenizer,
+            args.prompt,
+            length=args.length,
+            sampling=cfg,
+            num_samples=1,
+            seed=seed,
+            stop=args.stop or (),
+            unknown=args.unknown,
+            on_text=emit if fmt == "text" else None,
+        )
+        report = novelty.report(args.prompt + sample.text) if novelty is not None else None
+        if fmt == "text":
+            out.write("\n")
+        elif fmt == "lines":
+            out.write(encode_escapes(args.prompt + sample.text) + "\n")
+        else:
+            for i, (tok, piece, lp, ent) in enumerate(
+                zip(sample.tokens, sample.pieces, sample.logprobs, sample.entropies, strict=True)
+            ):
+                token = {"token": piece, "id": tok, "logprob": lp, "entropy": ent}
+                head = {"sample": row, "seed": seed, "temperature": cfg.temperature, "index": i}
+                out.write(json.dumps({**head, **token}, ensure_ascii=False) + "\n")
+            if report is not None:
+                summary = {"sample": row, "seed": seed, "text": sample.text, "novelty": report}
+                out.write(json.dumps(summary, ensure_ascii=False) + "\n")
+        out.flush()
+        if report is not None:
+            print(_copy_line(row, report), file=sys.stderr, flush=True)
+
+
+def _copy_line(row: int, report: dict[str, Any]) -> str:
+    longest = report["longest"]
+    spans = len(report["spans"])
+    return (
+        f"novelty: sample {row + 1}: longest copy {longest['length']} chars "
+        f"(text offset {longest['text_offset']}, training text offset "
+        f"{longest['corpus_offset']}); {spans} copied span(s) of 20+ chars"
+    )
+
+
+def _print_beams(args: argparse.Namespace, model: Any, tokenizer: Any, cfg: Any) -> int:
+    from chargen.generate import beam_generate
+
+    found = beam_generate(
+        model,
+        tokenizer,
+        args.prompt,
+        beams=args.beams,
+        length=args.length,
+        length_penalty=args.length_penalty,
+        sampling=cfg,
+        unknown=args.unknown,
+    )
+    for rank, sample in enumerate(found[: args.num_samples]):
+        if args.format == "jsonl":
+            print(
+                json.dumps(
+                    {"beam": rank, "text": sample.text, "score": sample.logprobs[0]},
+                    ensure_ascii=False,
+                )
+            )
+        else:
+            if args.num_samples > 1:
+                print(f"------ beam {rank + 1}  score {sample.logprobs[0]:.4f}")
+            print(args.prompt + sample.text)
+    return 0
