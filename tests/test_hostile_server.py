@@ -577,3 +577,17 @@ def test_random_json_gets_2xx_or_4xx_and_the_server_still_generates(
     for get in ("/healthz", "/v1/model"):
         assert httpx.get(f"{fuzz_server}{get}", timeout=30).status_code == 200
     _generate_ok(fuzz_server)
+
+
+def test_a_run_error_names_the_run_without_its_path(tmp_path: Path, trained_run: Path) -> None:
+    """metrics.jsonl turned into a FIFO after start: /v1/model answers one line, no path."""
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    app = create_app(run)
+    (run / "metrics.jsonl").unlink()
+    os.mkfifo(run / "metrics.jsonl")
+    with running_app(app) as url:
+        res = httpx.get(f"{url}/v1/model")
+    assert res.status_code == 422
+    detail = _one_line(res.json()["detail"])
+    assert str(tmp_path) not in detail and "run" in detail

@@ -192,9 +192,14 @@ def create_app(
             allow_headers=["content-type"],
         )
 
+    folders = sorted({str(run.resolve()), str(run)}, key=len, reverse=True)
+
     @app.exception_handler(ChargenError)
     async def chargen_error(_: Request, exc: ChargenError) -> JSONResponse:
-        return JSONResponse({"detail": " ".join(str(exc).split())}, status_code=422)
+        detail = " ".join(str(exc).split())
+        for folder in folders:  # the run is named by its name, never by where it lives
+            detail = detail.replace(folder, run.name)
+        return JSONResponse({"detail": detail}, status_code=422)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
