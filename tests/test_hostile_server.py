@@ -31,11 +31,11 @@ import httpx  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
+from chargen.chain import SamplingChain  # noqa: E402
 from chargen.checkpoint import load_run  # noqa: E402
 from chargen.errors import GenerationError  # noqa: E402
 from chargen.generate import generate  # noqa: E402
 from chargen.sampling import SamplingConfig  # noqa: E402
-from chargen.server import batcher as batcher_module  # noqa: E402
 from chargen.server.app import ServerLimits, create_app  # noqa: E402
 from chargen.server.batcher import PROMPT_TOKENS_PER_TICK, Batcher, Job  # noqa: E402
 from tests.conftest import make_text, run_chargen  # noqa: E402
@@ -149,14 +149,14 @@ def test_a_failing_rule_ends_its_request_only(
 ) -> None:
     """An exception inside one request's sampling chain: that request gets one line, others go on."""
     _, url = app_url
-    real = batcher_module.process_logits
+    real = SamplingChain.logprobs
 
-    def failing(logits: torch.Tensor, history: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor:
-        if cfg.top_k == 7:
+    def failing(self: SamplingChain, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        if self.cfg.top_k == 7:
             raise RuntimeError("injected failure in the sampling chain")
-        return real(logits, history, cfg)
+        return real(self, logits, history)
 
-    monkeypatch.setattr(batcher_module, "process_logits", failing)
+    monkeypatch.setattr(SamplingChain, "logprobs", failing)
     with httpx.Client(base_url=url, timeout=30) as c:
         with c.stream("POST", "/v1/generate", json={"length": 400, "stream": True}) as long:
             lines = long.iter_lines()
@@ -400,7 +400,7 @@ def _collect(batcher: Batcher, jobs: list[Job], loop: asyncio.AbstractEventLoop)
 
 
 def _job(ids: list[int], length: int, seed: int, loop: asyncio.AbstractEventLoop) -> Job:
-    return Job(ids, length, SamplingConfig(), seed, [], time.monotonic() + 60, loop)
+    return Job(ids, length, SamplingChain(SamplingConfig()), seed, [], time.monotonic() + 60, loop)
 
 
 def test_a_long_prompt_is_read_in_slices_and_does_not_hold_the_others(trained_run: Path) -> None:

@@ -9,13 +9,14 @@ import pytest
 import torch
 
 import chargen.generate as generate_module
+from chargen.chain import SamplingChain
 from chargen.config import ModelConfig
 from chargen.errors import ConfigError
 from chargen.generate import generate
 from chargen.models import ForwardStepper, build_model
 from chargen.models.numpy_step import NumpyRNNStep
 from chargen.models.stepper import FusedStepper
-from chargen.numpy_generation import draw_tempered, supports, temperature_only
+from chargen.numpy_generation import draw_tempered, supports
 from chargen.rng import UniformDraws, uniforms
 from chargen.sampling import SamplingConfig, entropy, process_logits, select_next
 from chargen.tokenizer import build_tokenizer
@@ -138,9 +139,9 @@ def test_draw_tempered_never_picks_a_removed_token() -> None:
 def test_engine_choice_and_bad_engines() -> None:
     model = _model()
     assert supports(model)
-    assert temperature_only(SamplingConfig(temperature=0.5))
-    assert not temperature_only(SamplingConfig(top_p=0.9))
-    assert not temperature_only(SamplingConfig(temperature=0, repetition_penalty=1.2))
+    assert SamplingChain(SamplingConfig(temperature=0.5)).numpy_ok
+    assert not SamplingChain(SamplingConfig(top_p=0.9)).numpy_ok
+    assert not SamplingChain(SamplingConfig(temperature=0, repetition_penalty=1.2)).numpy_ok
     with pytest.raises(ConfigError, match="engine must be one of"):
         generate(model, TOK, "(", length=3, engine="fast")
     transformer = build_model(

@@ -32,14 +32,13 @@ from typing import TypeVar
 
 import torch
 
+from chargen.chain import SamplingChain
 from chargen.errors import SamplingError
 from chargen.sampling import (
     NEG_INF,
-    PENALTIES,
     LogitsProcessor,
     SamplingConfig,
     apply_processors,
-    build_processors,
     check_finite_logits,
 )
 
@@ -96,9 +95,8 @@ def beam_search(
     length or a non-finite length penalty.
     """
     _check(width, length, length_penalty, last_token)
-    chain = build_processors(dataclasses.replace(cfg or SamplingConfig(), temperature=1.0))
-    penalties = [p for p in chain if isinstance(p, PENALTIES)]
-    truncations = [p for p in chain if not isinstance(p, PENALTIES)]
+    chain = SamplingChain(dataclasses.replace(cfg or SamplingConfig(), temperature=1.0))
+    penalties, truncations = chain.penalties, chain.truncations
     if length == 0:
         return [([], 0.0)]
 

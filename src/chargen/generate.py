@@ -15,10 +15,11 @@ import torch
 
 from chargen import numpy_generation
 from chargen.beam import beam_search
+from chargen.chain import SamplingChain
 from chargen.errors import ConfigError, TokenizerError
 from chargen.models import LanguageModel, State, build_stepper, expand_state, select_state
 from chargen.rng import uniforms
-from chargen.sampling import SamplingConfig, draw
+from chargen.sampling import SamplingConfig
 from chargen.tokenizer import Tokenizer
 
 MAX_LENGTH = 1_000_000
@@ -219,10 +220,11 @@ def _torch_loop(
     chosen = torch.zeros((rows, length), dtype=torch.float32)
     entropies = torch.zeros((rows, length), dtype=torch.float32)
     stepper = build_stepper(model)
+    chain = SamplingChain(sampling)  # built once for the whole loop
     n = len(ids)
     for t in range(length):
         logits, state = stepper.step(history[:, n - 1], state)
-        nxt, logp, ent = draw(logits.float(), history[:, :n], uniforms(seeds, t), sampling, step=t)
+        nxt, logp, ent = chain.draw(logits.float(), history[:, :n], uniforms(seeds, t), step=t)
         chosen[:, t] = logp.cpu()
         entropies[:, t] = ent.cpu()
         history[:, n] = nxt

@@ -13,17 +13,12 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from chargen.chain import SamplingChain
 from chargen.models import LanguageModel, RNNLanguageModel, State
 from chargen.models.numpy_step import NumpyRNNStep
 from chargen.models.stepper import FusedStepper
 from chargen.rng import UniformDraws
-from chargen.sampling import (
-    SamplingConfig,
-    Temperature,
-    build_processors,
-    draw,
-    non_finite_error,
-)
+from chargen.sampling import SamplingConfig, non_finite_error
 
 LoopResult = tuple[np.ndarray, np.ndarray, np.ndarray, int]
 """(history (B, P + length) int64, chosen log-probs (B, length), entropies (B, length), made)."""
@@ -37,11 +32,6 @@ def supports(model: LanguageModel) -> bool:
         and weight.device.type == "cpu"
         and weight.dtype == torch.float32
     )
-
-
-def temperature_only(sampling: SamplingConfig) -> bool:
-    """True when the chain is at most a temperature (greedy: no penalty either)."""
-    return all(isinstance(p, Temperature) for p in build_processors(sampling))
 
 
 def draw_tempered(
@@ -115,7 +105,8 @@ def generate_loop(
     chosen = np.zeros((rows, length), dtype=np.float32)
     entropies = np.zeros((rows, length), dtype=np.float32)
     draws = UniformDraws(seeds)
-    simple = temperature_only(sampling)
+    chain = SamplingChain(sampling)
+    simple = chain.numpy_ok  # every rule has a NumPy version (today: the temperature alone)
     n = len(ids)
     for t in range(length):
         logits = stepper.step(history[:, n - 1])
@@ -124,12 +115,8 @@ def generate_loop(
                 raise non_finite_error(t)
             nxt, logp, ent = draw_tempered(logits, draws(t), sampling)
         else:
-            picked = draw(
-                torch.from_numpy(logits),
-                history_t[:, :n],
-                torch.from_numpy(draws(t)),
-                sampling,
-                step=t,
+            picked = chain.draw(
+                torch.from_numpy(logits), history_t[:, :n], torch.from_numpy(draws(t)), step=t
             )
             nxt, logp, ent = (x.numpy() for x in picked)
         history[:, n] = nxt

@@ -34,7 +34,7 @@ import dataclasses
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -197,8 +197,23 @@ def _check_unit(flag: str, value: Any, *, low_open: bool) -> None:
 
 
 # --------------------------------------------------------------------------- processors
+PENALTY, TEMPERATURE, TRUNCATION = 1, 2, 3
+"""The stages of the documented order (see the module notes)."""
+
+
 class LogitsProcessor(Protocol):
-    """``(logits (B, V) float, history (B, T) int64) -> logits (B, V)``; removed tokens ``-inf``."""
+    """``(logits (B, V) float, history (B, T) int64) -> logits (B, V)``; removed tokens ``-inf``.
+
+    A rule says what it needs as class attributes, so that a chain can answer for all of its
+    rules (``chain.py``): ``stage`` (``PENALTY``, ``TEMPERATURE`` or ``TRUNCATION``),
+    ``reads_history`` (it looks at the tokens before), ``stateful`` (it keeps state from one
+    step to the next) and ``has_numpy`` (the NumPy engine draws with it without torch).
+    """
+
+    stage: ClassVar[int]
+    reads_history: ClassVar[bool]
+    stateful: ClassVar[bool]
+    has_numpy: ClassVar[bool]
 
     def __call__(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor: ...
 
@@ -219,6 +234,11 @@ class RepetitionPenalty:
     ``r > 1`` makes a recent token less likely whatever the sign of its logit.
     """
 
+    stage: ClassVar[int] = PENALTY
+    reads_history: ClassVar[bool] = True
+    stateful: ClassVar[bool] = False
+    has_numpy: ClassVar[bool] = False
+
     penalty: float
     window: int = 64
 
@@ -232,6 +252,11 @@ class RepetitionPenalty:
 class FrequencyPenalty:
     """``l - f * count(token in window)`` (OpenAI's frequency penalty)."""
 
+    stage: ClassVar[int] = PENALTY
+    reads_history: ClassVar[bool] = True
+    stateful: ClassVar[bool] = False
+    has_numpy: ClassVar[bool] = False
+
     penalty: float
     window: int = 64
 
@@ -242,6 +267,11 @@ class FrequencyPenalty:
 @dataclass
 class PresencePenalty:
     """``l - p * [count(token in window) > 0]`` (OpenAI's presence penalty)."""
+
+    stage: ClassVar[int] = PENALTY
+    reads_history: ClassVar[bool] = True
+    stateful: ClassVar[bool] = False
+    has_numpy: ClassVar[bool] = False
 
     penalty: float
     window: int = 64
@@ -258,6 +288,11 @@ class NoRepeatNGram:
     The whole history counts (prompt included). ``n = 1`` bans every token seen. If every token
     of a row would be banned, that row keeps its argmax so something can still be chosen.
     """
+
+    stage: ClassVar[int] = PENALTY
+    reads_history: ClassVar[bool] = True
+    stateful: ClassVar[bool] = False
+    has_numpy: ClassVar[bool] = False
 
     n: int
 
@@ -285,6 +320,11 @@ class Temperature:
     sharpens the distribution, ``T > 1`` flattens it.
     """
 
+    stage: ClassVar[int] = TEMPERATURE
+    reads_history: ClassVar[bool] = False
+    stateful: ClassVar[bool] = False
+    has_numpy: ClassVar[bool] = True
+
     temperature: float
 
     def __call__(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
@@ -298,6 +338,11 @@ class TopK:
     Ties: exactly ``k`` tokens are kept; among equal logits the lower token id wins (a stable
     descending sort), so the result never depends on the sort kernel.
     """
+
+    stage: ClassVar[int] = TRUNCATION
+    reads_history: ClassVar[bool] = False
+    stateful: ClassVar[bool] = False
+    has_numpy: ClassVar[bool] = False
 
     k: int
 
@@ -331,6 +376,11 @@ class TopP:
     The most likely token is always kept; ``p = 1`` keeps everything.
     """
 
+    stage: ClassVar[int] = TRUNCATION
+    reads_history: ClassVar[bool] = False
+    stateful: ClassVar[bool] = False
+    has_numpy: ClassVar[bool] = False
+
     p: float
 
     def __call__(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
@@ -349,6 +399,11 @@ class MinP:
     exact ties.
     """
 
+    stage: ClassVar[int] = TRUNCATION
+    reads_history: ClassVar[bool] = False
+    stateful: ClassVar[bool] = False
+    has_numpy: ClassVar[bool] = False
+
     min_p: float
 
     def __call__(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
@@ -366,6 +421,11 @@ class TypicalP:
     (``>= p - 1e-12``). The most typical token is always kept; it need not be the argmax
     (that is the method: in a flat distribution the mode can be atypical). ``p = 1`` keeps all.
     """
+
+    stage: ClassVar[int] = TRUNCATION
+    reads_history: ClassVar[bool] = False
+    stateful: ClassVar[bool] = False
+    has_numpy: ClassVar[bool] = False
 
     p: float
 
@@ -392,10 +452,6 @@ def _keep_one(processed: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
     best = torch.zeros_like(processed, dtype=torch.bool)
     best.scatter_(1, original.argmax(dim=-1, keepdim=True), True)
     return torch.where(best & empty, original, processed)
-
-
-PENALTIES = (RepetitionPenalty, FrequencyPenalty, PresencePenalty, NoRepeatNGram)
-"""The processors of stage 1 (they act on the raw logits, before the temperature)."""
 
 
 def build_processors(cfg: SamplingConfig) -> list[LogitsProcessor]:
@@ -456,11 +512,18 @@ def process_logits(
     ``log_softmax`` of the logits after ``build_processors(cfg)``; for ``T = 0`` a one-hot in
     log space (0 at the argmax of the penalised logits, first index on ties; ``-inf`` elsewhere).
     """
+    return logprobs_after(build_processors(cfg), cfg.greedy, logits, history)
+
+
+def logprobs_after(
+    rules: list[LogitsProcessor], greedy: bool, logits: torch.Tensor, history: torch.Tensor
+) -> torch.Tensor:
+    """``process_logits`` for rules already built (``SamplingChain`` builds them once)."""
     _check_shapes(logits, history)
-    logits = apply_processors(build_processors(cfg), logits, history)
-    if cfg.greedy:
-        greedy = torch.full_like(logits, NEG_INF)
-        return greedy.scatter_(1, logits.argmax(dim=-1, keepdim=True), 0.0)
+    logits = apply_processors(rules, logits, history)
+    if greedy:
+        one_hot = torch.full_like(logits, NEG_INF)
+        return one_hot.scatter_(1, logits.argmax(dim=-1, keepdim=True), 0.0)
     return torch.log_softmax(logits, dim=-1)
 
 

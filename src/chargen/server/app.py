@@ -28,6 +28,7 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from chargen import checkpoint as ckpt
+from chargen.chain import SamplingChain
 from chargen.errors import ChargenError
 from chargen.generate import encode_prompt, read_prompt, start_token
 from chargen.sampling import SamplingConfig
@@ -275,7 +276,7 @@ def create_app(
         job = Job(
             ids,
             req.length,
-            cfg,
+            SamplingChain(cfg),
             req.seed,
             [s for s in req.stop if s],
             arrived + limits.timeout_s,

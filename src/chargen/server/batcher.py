@@ -27,18 +27,12 @@ from typing import Any
 
 import torch
 
+from chargen.chain import SamplingChain
 from chargen.errors import ChargenError
 from chargen.generate import StopWatcher
 from chargen.models import LanguageModel, State, build_stepper, concat_states
 from chargen.rng import uniforms
-from chargen.sampling import (
-    SamplingConfig,
-    entropy,
-    non_finite_error,
-    process_logits,
-    select_next,
-    usable_rows,
-)
+from chargen.sampling import entropy, non_finite_error, select_next, usable_rows
 from chargen.tokenizer import Tokenizer
 
 log = logging.getLogger("chargen.server")
@@ -49,27 +43,13 @@ ticks, so it delays the other requests by one short slice per token they draw (6
 the default LSTM 512 take about 3 ms on 2 CPU cores)."""
 
 
-def _needs_history(cfg: SamplingConfig) -> bool:
-    return bool(
-        cfg.repetition_penalty != 1.0
-        or cfg.frequency_penalty
-        or cfg.presence_penalty
-        or cfg.no_repeat_ngram_size
-    )
-
-
-def _groups(jobs: list[Job]) -> list[tuple[list[int], SamplingConfig]]:
-    """Rows that can share one pass of the sampling chain: same rules and no history needed.
-
-    A job whose rules read its history (penalties, n-gram bans) is a group of its own.
-    """
+def _groups(jobs: list[Job]) -> list[list[int]]:
+    """Rows that can share one pass of the sampling chain (equal ``chain.key``): same rules and
+    no history read; a chain that reads its history is a group of its own."""
     groups: dict[Any, list[int]] = {}
-    configs: dict[Any, SamplingConfig] = {}
     for row, job in enumerate(jobs):
-        key = ("own", row) if _needs_history(job.cfg) else tuple(sorted(job.cfg.to_dict().items()))
-        groups.setdefault(key, []).append(row)
-        configs[key] = job.cfg
-    return [(rows, configs[key]) for key, rows in groups.items()]
+        groups.setdefault(job.chain.key, []).append(row)
+    return list(groups.values())
 
 
 def failure_line(exc: BaseException) -> str:
@@ -93,7 +73,7 @@ class Job:
 
     ids: list[int]
     length: int
-    cfg: SamplingConfig
+    chain: SamplingChain  # built once for the request
     seed: int
     stops: list[str]
     deadline: float
@@ -253,23 +233,24 @@ class Batcher:
             if not finite[row]:  # only this row's request ends
                 self._fail(job, non_finite_error(job.made))
         live = [row for row in range(len(jobs)) if finite[row]]
-        for rows, cfg in _groups([jobs[r] for r in live]):
+        for rows in _groups([jobs[r] for r in live]):
             group = [jobs[live[r]] for r in rows]
             try:
-                self._draw(group, logits[[live[r] for r in rows]], cfg)
+                self._draw(group, logits[[live[r] for r in rows]])
             except Exception as exc:  # this group's rules failed: end its requests only
                 if not isinstance(exc, ChargenError):
                     log.exception("sampling failed")
                 for job in group:
                     self._fail(job, exc)
 
-    def _draw(self, group: list[Job], logits: torch.Tensor, cfg: SamplingConfig) -> None:
-        """One token for each job of ``group`` (same rules) from its rows of ``logits``."""
-        if _needs_history(cfg):  # penalties and bans read each row's own history
+    def _draw(self, group: list[Job], logits: torch.Tensor) -> None:
+        """One token for each job of ``group`` (one chain key) from its rows of ``logits``."""
+        chain = group[0].chain
+        if chain.reads_history:  # a group of one: the request's own history
             history = torch.tensor([group[0].history], dtype=torch.long)
         else:
             history = torch.zeros((len(group), 0), dtype=torch.long)
-        logprobs = process_logits(logits, history, cfg)
+        logprobs = chain.logprobs(logits, history)
         u = torch.cat([uniforms([job.seed], job.made) for job in group])
         tokens = select_next(logprobs, u).tolist()
         chosen = logprobs.gather(1, torch.tensor(tokens)[:, None])[:, 0].tolist()
