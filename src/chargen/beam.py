@@ -97,6 +97,7 @@ def beam_search(
     _check(width, length, length_penalty, last_token)
     chain = SamplingChain(dataclasses.replace(cfg or SamplingConfig(), temperature=1.0))
     penalties, truncations = chain.penalties, chain.truncations
+    chain.reset([0])
     if length == 0:
         return [([], 0.0)]
 

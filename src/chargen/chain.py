@@ -9,6 +9,22 @@ these things, so a new rule is added in one place.
 
 ``draw`` is ``sampling.draw`` for rules already built: ``check_finite_logits``, the rules,
 ``log_softmax`` (a one-hot for greedy) and the inverse-CDF draw with one uniform per row.
+
+Rules that keep state from one token to the next (``stateful``: mirostat's running target,
+a regex automaton's position) have three more methods, which the chain forwards and every
+generation loop calls:
+
+* ``reset(seeds)`` — before the first token; one row per seed (a rule that draws its own
+  random numbers takes them from the row's seed, so a row's text is still a function of its
+  seed);
+* ``observe(tokens, logprobs)`` — after each draw: the tokens chosen (B,) and the
+  distribution they were drawn from (B, V);
+* ``select(rows)`` — beam search kept these rows (a LongTensor of row indices, repeats
+  allowed): the state follows them.
+
+Rules come from ``sampling.build_processors`` (the classic ones) and the ``rules(cfg)`` of
+``samplers.py`` and ``constraints.py``, merged in the documented order of stages (stable, so
+rules of one stage keep their module's order).
 """
 
 from __future__ import annotations
@@ -17,6 +33,7 @@ from collections.abc import Hashable
 
 import torch
 
+from chargen import constraints, samplers
 from chargen.sampling import (
     PENALTY,
     TRUNCATION,
@@ -35,7 +52,9 @@ class SamplingChain:
 
     def __init__(self, cfg: SamplingConfig) -> None:
         self.cfg = cfg.validate()
-        self.rules: list[LogitsProcessor] = build_processors(cfg)
+        self.rules: list[LogitsProcessor] = sorted(
+            [*build_processors(cfg), *_extra_rules(cfg)], key=lambda rule: rule.stage
+        )
         self.greedy = cfg.greedy
         self.reads_history = any(rule.reads_history for rule in self.rules)
         self.stateful = any(rule.stateful for rule in self.rules)
@@ -61,6 +80,24 @@ class SamplingChain:
             return ("own", id(self))
         return tuple(sorted(self.cfg.to_dict().items()))
 
+    def reset(self, seeds: list[int]) -> None:
+        """Fresh per-row state for stateful rules, one row per seed."""
+        for rule in self.rules:
+            if rule.stateful:
+                rule.reset(seeds)  # type: ignore[attr-defined]
+
+    def observe(self, tokens: torch.Tensor, logprobs: torch.Tensor) -> None:
+        """Tell stateful rules which tokens were drawn (B,) from which distribution (B, V)."""
+        for rule in self.rules:
+            if rule.stateful:
+                rule.observe(tokens, logprobs)  # type: ignore[attr-defined]
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Beam search kept ``rows``: stateful rules keep their state for those rows."""
+        for rule in self.rules:
+            if rule.stateful:
+                rule.select(rows)  # type: ignore[attr-defined]
+
     def logprobs(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         """Log-probabilities (B, V) of the distribution sampled from (``process_logits``)."""
         return logprobs_after(self.rules, self.greedy, logits, history)
@@ -75,4 +112,11 @@ class SamplingChain:
         check_finite_logits(logits, step)
         logprobs = self.logprobs(logits, history)
         picked = select_next(logprobs, uniforms)
+        if self.stateful:
+            self.observe(picked, logprobs)
         return picked, logprobs.gather(1, picked[:, None])[:, 0], entropy(logprobs)
+
+
+def _extra_rules(cfg: SamplingConfig) -> list[LogitsProcessor]:
+    """The rules of ``samplers.py`` and ``constraints.py`` that ``cfg`` switches on."""
+    return [*samplers.rules(cfg), *constraints.rules(cfg)]

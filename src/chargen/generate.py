@@ -221,6 +221,7 @@ def _torch_loop(
     entropies = torch.zeros((rows, length), dtype=torch.float32)
     stepper = build_stepper(model)
     chain = SamplingChain(sampling)  # built once for the whole loop
+    chain.reset(seeds)
     n = len(ids)
     for t in range(length):
         logits, state = stepper.step(history[:, n - 1], state)

@@ -106,6 +106,7 @@ def generate_loop(
     entropies = np.zeros((rows, length), dtype=np.float32)
     draws = UniformDraws(seeds)
     chain = SamplingChain(sampling)
+    chain.reset(seeds)
     simple = chain.numpy_ok  # every rule has a NumPy version (today: the temperature alone)
     n = len(ids)
     for t in range(length):

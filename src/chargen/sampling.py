@@ -133,6 +133,8 @@ class SamplingConfig:
     presence_penalty: float = 0.0  # in [-100, 100]: logit -= p * [token in window]
     penalty_window: int = 64  # in [1, MAX_WINDOW]: how many recent tokens the penalties look at
     no_repeat_ngram_size: int = 0  # in [0, MAX_NGRAM]; 0 = off
+    # --- the samplers of samplers.py (DRY, XTC, top-n-sigma, mirostat, dynamic temperature)
+    # --- the constraints of constraints.py (regex, banned characters and strings, logit bias)
 
     def validate(self) -> SamplingConfig:
         """Raise SamplingError (one line naming the CLI flag) on a value out of range; return self.
@@ -512,7 +514,9 @@ def process_logits(
     ``log_softmax`` of the logits after ``build_processors(cfg)``; for ``T = 0`` a one-hot in
     log space (0 at the argmax of the penalised logits, first index on ties; ``-inf`` elsewhere).
     """
-    return logprobs_after(build_processors(cfg), cfg.greedy, logits, history)
+    from chargen.chain import SamplingChain  # the chain holds every rule, new ones included
+
+    return SamplingChain(cfg).logprobs(logits, history)
 
 
 def logprobs_after(

@@ -169,6 +169,7 @@ class Batcher:
             return
         while True:
             job.history = list(job.ids)
+            job.chain.reset([job.seed])
             self._reading.append(job)
             try:
                 job = self._incoming.get_nowait()
@@ -252,7 +253,10 @@ class Batcher:
             history = torch.zeros((len(group), 0), dtype=torch.long)
         logprobs = chain.logprobs(logits, history)
         u = torch.cat([uniforms([job.seed], job.made) for job in group])
-        tokens = select_next(logprobs, u).tolist()
+        picked = select_next(logprobs, u)
+        if chain.stateful:  # a group of one: its rules follow the token drawn
+            chain.observe(picked, logprobs)
+        tokens = picked.tolist()
         chosen = logprobs.gather(1, torch.tensor(tokens)[:, None])[:, 0].tolist()
         ents = entropy(logprobs).tolist()
         for job, token, lp, ent in zip(group, tokens, chosen, ents, strict=True):

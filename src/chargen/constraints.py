@@ -1,0 +1,15 @@
+"""Character-exact constraints: a regex the continuation must match, banned characters and
+strings, logit bias (to be written).
+
+``rules(cfg)`` returns the rules ``cfg`` switches on; ``chain.SamplingChain`` merges them into
+the documented order of stages.
+"""
+
+from __future__ import annotations
+
+from chargen.sampling import LogitsProcessor, SamplingConfig
+
+
+def rules(cfg: SamplingConfig) -> list[LogitsProcessor]:
+    """The rules of this module that ``cfg`` switches on (none yet)."""
+    return []
