@@ -85,3 +85,55 @@ def test_rules_are_built_once_per_generation(trained_run, monkeypatch: pytest.Mo
             sampling=SamplingConfig(top_k=5, repetition_penalty=1.2), num_samples=3,
         )  # fmt: skip
         assert calls["n"] == 1, engine
+
+
+# ------------------------------------------------------------------ the sampler X-ray
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        SamplingConfig(temperature=0.7, top_k=5, repetition_penalty=1.5),
+        SamplingConfig(temperature=1.3, top_p=0.8, min_p=0.02, presence_penalty=0.4),
+        SamplingConfig(temperature=0, no_repeat_ngram_size=2),
+    ],
+)
+def test_the_xray_ends_with_the_distribution_draw_samples_from(cfg: SamplingConfig) -> None:
+    torch.manual_seed(1)
+    logits = torch.randn(1, 40)
+    history = torch.randint(0, 40, (1, 15))
+    chain = SamplingChain(cfg)
+    stages = chain.xray(logits, history)
+    assert stages[0][0] == "model"
+    assert torch.allclose(stages[0][1], torch.log_softmax(logits, -1))
+    assert torch.equal(stages[-1][1], sampling.process_logits(logits, history, cfg))
+    assert len(stages) == 1 + len(chain.rules) + (1 if cfg.greedy else 0)
+
+
+def test_xray_labels_name_each_rule_and_its_settings() -> None:
+    chain = SamplingChain(SamplingConfig(temperature=0.7, top_k=5, repetition_penalty=1.5))
+    labels = [label for label, _ in chain.xray(torch.zeros(1, 5), torch.zeros(1, 0).long())]
+    assert labels == ["model", "repetition penalty 1.5, window=64", "temperature 0.7", "top k 5"]
+
+
+def test_inspect_shows_the_xray_as_a_table_and_json(trained_run) -> None:
+    import json
+
+    from tests.conftest import run_chargen
+
+    args = [
+        "inspect",
+        str(trained_run),
+        "--prompt",
+        "the c",
+        "--top-k",
+        "3",
+        "--temperature",
+        "0.5",
+    ]
+    table = run_chargen(*args)
+    assert table.returncode == 0, table.stderr
+    assert "temperature 0.5" in table.stdout and "top k 3" in table.stdout
+    data = json.loads(run_chargen(*args, "--format", "json").stdout)
+    assert data["columns"] == ["model", "temperature 0.5", "top k 3"]
+    assert sum(1 for row in data["probs"] if row[-1] > 0) <= 3  # top-k left three tokens
+    two = run_chargen("inspect", str(trained_run), "--top-k", "3", "--temperature", "0.5", "1")
+    assert two.returncode == 2 and "one --temperature" in two.stderr

@@ -29,6 +29,8 @@ rules of one stage keep their module's order).
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from collections.abc import Hashable
 
 import torch
@@ -98,6 +100,19 @@ class SamplingChain:
             if rule.stateful:
                 rule.select(rows)  # type: ignore[attr-defined]
 
+    def xray(self, logits: torch.Tensor, history: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+        """(label, log-probabilities) of the model's distribution, then after each rule in turn;
+        the last is ``logprobs(logits, history)`` (greedy: its one-hot). Stateful rules are
+        shown as they stand (before ``observe``)."""
+        stages = [("model", torch.log_softmax(logits, dim=-1))]
+        current = logits
+        for rule in self.rules:
+            current = rule(current, history)
+            stages.append((rule_label(rule), torch.log_softmax(current, dim=-1)))
+        if self.greedy:
+            stages.append(("greedy (T=0)", self.logprobs(logits, history)))
+        return stages
+
     def logprobs(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         """Log-probabilities (B, V) of the distribution sampled from (``process_logits``)."""
         return logprobs_after(self.rules, self.greedy, logits, history)
@@ -120,3 +135,20 @@ class SamplingChain:
 def _extra_rules(cfg: SamplingConfig) -> list[LogitsProcessor]:
     """The rules of ``samplers.py`` and ``constraints.py`` that ``cfg`` switches on."""
     return [*samplers.rules(cfg), *constraints.rules(cfg)]
+
+
+def rule_label(rule: LogitsProcessor) -> str:
+    """``TopK(k=5)`` -> ``top k 5``; further settings as ``name=value``
+    (``repetition penalty 1.3, window=64``)."""
+    name = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", type(rule).__name__).lower()
+    if not dataclasses.is_dataclass(rule):
+        return name
+    values = [
+        (f.name, f"{v:g}" if isinstance(v := getattr(rule, f.name), float) else str(v))
+        for f in dataclasses.fields(rule)
+        if f.init
+    ]
+    if not values:
+        return name
+    rest = "".join(f", {key}={value}" for key, value in values[1:])
+    return f"{name} {values[0][1]}{rest}"

@@ -209,17 +209,27 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_inspect(args: argparse.Namespace) -> int:
     from chargen.checkpoint import load_run
     from chargen.escapes import decode_escapes
-    from chargen.inspect_next import next_token_table, plot_table
+    from chargen.inspect_next import next_token_table, plot_table, xray_table
     from chargen.sampling import SamplingConfig
 
     prompt = args.prompt if args.no_escapes else decode_escapes(args.prompt, "--prompt")
-    for t in args.temperature:
-        SamplingConfig(temperature=t).validate()
+    rules = given_fields(args, SamplingConfig)
+    rules.pop("temperature", None)
+    temperatures = args.temperature or ([1.0] if rules else [0.2, 0.5, 1.0, 1.2])
+    if rules and len(temperatures) > 1:
+        raise ConfigError("the X-ray of a sampling chain takes one --temperature")
+    configs = [SamplingConfig(temperature=t, **rules).validate() for t in temperatures]
     _, tokenizer, model = load_run(args.run_dir, args.weights)
     if args.top < 1:
         raise ConfigError(f"--top must be >= 1, got {args.top}")
-    table = next_token_table(model, tokenizer, prompt, args.temperature, args.top, args.unknown)
-    print(table.render())
+    if rules:  # the X-ray: the distribution after each stage of the chain
+        table = xray_table(model, tokenizer, prompt, configs[0], args.top, args.unknown)
+    else:
+        table = next_token_table(model, tokenizer, prompt, temperatures, args.top, args.unknown)
+    if args.format == "json":
+        print(json.dumps(table.to_dict(), ensure_ascii=False))
+    else:
+        print(table.render())
     if args.plot:
         plot_table(table, args.plot)
         print(f"plot written to {args.plot}", file=sys.stderr)
@@ -369,6 +379,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     source = args.source or data.source
     if is_prepared(source):
         prepared = open_prepared(source)
+        if bool(prepared.meta.get("lines", False)) != data.lines:
+            said = ("with", "without") if data.lines else ("without", "with")
+            raise ConfigError(
+                f"{source} was prepared {said[1]} --lines, {args.run_dir} trained {said[0]} it; "
+                "evaluate data prepared the way the run was trained"
+            )
         if prepared.tokenizer.to_dict() != tokenizer.to_dict():
             raise ConfigError(
                 f"{source}: prepared with another vocabulary than {args.run_dir}'s model"
@@ -441,10 +457,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from chargen.prepare import NOVELTY_CHAR_ONLY, build_novelty_index, prepare
+    from chargen.prepare import NOVELTY_CHAR_ONLY, NOVELTY_NOT_LINES, build_novelty_index, prepare
 
     if args.novelty_index and args.tokenizer != "char":
         raise ConfigError(NOVELTY_CHAR_ONLY)
+    if args.novelty_index and args.lines:
+        raise ConfigError(NOVELTY_NOT_LINES)
     meta = prepare(
         args.source,
         args.out,
@@ -456,10 +474,13 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         overwrite=args.overwrite,
         progress=not args.quiet,
+        lines=args.lines,
     )
+    items, lines_flag = (f", {meta['items']:,} items", " --lines") if args.lines else ("", "")
     print(
-        f"{args.out}: {meta['tokens']:,} tokens ({meta['dtype']}), {meta['chars']:,} chars, "
-        f"vocabulary {meta['vocab_size']:,}; train with: chargen train {args.out} --out RUN_DIR"
+        f"{args.out}: {meta['tokens']:,} tokens ({meta['dtype']}), {meta['chars']:,} chars"
+        f"{items}, vocabulary {meta['vocab_size']:,}; train with: chargen train {args.out} "
+        f"--out RUN_DIR{lines_flag}"
     )
     if args.novelty_index:
         index = build_novelty_index(args.out)
@@ -645,11 +666,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--prompt", default="", help="text before the next token (escapes read)")
     p.add_argument("--no-escapes", action="store_true", help="take --prompt literally")
-    p.add_argument("--temperature", type=float, nargs="+", default=[0.2, 0.5, 1.0, 1.2])
+    p.add_argument(
+        "--temperature",
+        type=float,
+        nargs="+",
+        help="temperatures side by side (default 0.2 0.5 1.0 1.2); with sampling rules, the one "
+        "temperature of the chain whose stages are shown (default 1)",
+    )
     p.add_argument("--top", type=int, default=10, help="candidates to show")
+    p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("--plot", help="also draw the table to this PNG file (matplotlib)")
     p.add_argument("--unknown", choices=("warn", "drop", "error"), default="warn")
     p.add_argument("--weights", choices=("best", "last"), default="best")
+    add_config_flags(
+        p, SamplingConfig, "sampling rules (the X-ray)", skip=frozenset({"temperature"})
+    )
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("score", help="bits per character of a text under a run's model")
@@ -778,6 +809,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--lines",
+        action="store_true",
+        help="each non-empty line is one item, stripped, as `chargen train --lines` reads it "
+        "(train the folder with --lines)",
+    )
     p.add_argument(
         "--novelty-index",
         action="store_true",

@@ -1,16 +1,22 @@
-"""The seed's lesson on the user's own model: the next-token distribution at several temperatures.
+"""The seed's lesson on the user's own model: the next-token distribution, reshaped.
 
-For a prompt, ``next_token_table`` gives the model's top candidates with their probability at
-each temperature ``T`` (``softmax(logits / T)``, T = 0 greedy) and the entropy at each.
+``next_logits`` is the one place the distribution after a prompt is computed (``inspect``, the
+server's ``/v1/distribution`` and the page's charts use it). ``next_token_table`` gives the
+top candidates at each temperature ``T`` (``softmax(logits / T)``, T = 0 greedy);
+``xray_table`` shows the distribution after each rule of a sampling chain in turn — the model's
+own, then each penalty, the temperature, each truncation — so a learner sees what each knob
+does; its last column is the distribution ``draw`` samples from.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
+from chargen.chain import SamplingChain
 from chargen.errors import ConfigError
 from chargen.generate import encode_prompt, read_prompt, start_token
 from chargen.models import LanguageModel
@@ -20,30 +26,73 @@ from chargen.tokenizer import Tokenizer
 
 @dataclass
 class NextTokenTable:
-    """Top candidates (by probability at T = 1) and their probabilities at each temperature."""
+    """Top candidates (by the model's own probability) and their probability in each column
+    (a temperature, or a stage of a sampling chain)."""
 
     prompt: str
-    temperatures: list[float]
+    columns: list[str]
     tokens: list[str]
-    probs: list[list[float]]  # probs[i][j]: token i at temperature j
-    entropies: list[float]  # nats, one per temperature
+    probs: list[list[float]]  # probs[i][j]: token i in column j
+    entropies: list[float]  # nats, one per column
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: probabilities per column, entropies in bits."""
+        return {
+            "prompt": self.prompt,
+            "columns": self.columns,
+            "tokens": self.tokens,
+            "probs": self.probs,
+            "entropy_bits": [h / math.log(2) for h in self.entropies],
+        }
 
     def render(self) -> str:
         """A plain-text table; entropies in bits."""
-        head = f"{'token':>10} " + " ".join(
-            f"{'T=' + format(t, 'g'):>9}" for t in self.temperatures
-        )
+        width = max(9, *(len(c) for c in self.columns))
+        head = f"{'token':>10} " + " ".join(f"{c:>{width}}" for c in self.columns)
         lines = [f"next token after {self.prompt[-40:]!r}", head, "-" * len(head)]
         for token, row in zip(self.tokens, self.probs, strict=True):
-            lines.append(f"{token!r:>10} " + " ".join(f"{p:9.4f}" for p in row))
+            lines.append(f"{token!r:>10} " + " ".join(f"{p:{width}.4f}" for p in row))
         lines.append("-" * len(head))
         lines.append(
-            f"{'entropy':>10} " + " ".join(f"{h / math.log(2):7.3f} b" for h in self.entropies)
+            f"{'entropy':>10} "
+            + " ".join(f"{h / math.log(2):{width - 2}.3f} b" for h in self.entropies)
         )
         return "\n".join(lines)
 
 
 @torch.inference_mode()
+def next_logits(
+    model: LanguageModel, tokenizer: Tokenizer, prompt: str, unknown: str = "warn"
+) -> tuple[list[int], torch.Tensor]:
+    """The prompt's ids and the model's logits (1, V) float32 on the CPU for the token after it.
+
+    An empty prompt starts from ``start_token`` (a newline where the vocabulary has one).
+    """
+    model.eval()
+    ids = encode_prompt(tokenizer, prompt, unknown) or [start_token(tokenizer)]
+    state = read_prompt(model, ids)
+    logits, _ = model(torch.tensor([[ids[-1]]], device=model.head.weight.device), state)
+    return ids, logits[:, -1].float().cpu()
+
+
+def _table(
+    prompt: str,
+    columns: list[str],
+    stages: list[torch.Tensor],
+    logits: torch.Tensor,
+    tokenizer: Tokenizer,
+    top: int,
+) -> NextTokenTable:
+    order = torch.argsort(torch.softmax(logits, -1)[0], descending=True, stable=True)[:top].tolist()
+    return NextTokenTable(
+        prompt=prompt,
+        columns=columns,
+        tokens=[tokenizer.decode([i]) for i in order],
+        probs=[[float(lp[0, i].exp()) for lp in stages] for i in order],
+        entropies=[float(entropy(lp)[0]) for lp in stages],
+    )
+
+
 def next_token_table(
     model: LanguageModel,
     tokenizer: Tokenizer,
@@ -53,23 +102,29 @@ def next_token_table(
     unknown: str = "warn",
 ) -> NextTokenTable:
     """Distribution of the token after ``prompt`` at each temperature (top ``top`` candidates)."""
-    model.eval()
-    ids = encode_prompt(tokenizer, prompt, unknown) or [start_token(tokenizer)]
-    state = read_prompt(model, ids)
-    logits, _ = model(torch.tensor([[ids[-1]]], device=model.head.weight.device), state)
-    logits = logits[:, -1].float().cpu()
+    _, logits = next_logits(model, tokenizer, prompt, unknown)
     none = torch.zeros((1, 0), dtype=torch.long)
     per_t = [
         process_logits(logits, none, SamplingConfig(temperature=t).validate()) for t in temperatures
     ]
-    order = torch.argsort(torch.softmax(logits, -1)[0], descending=True, stable=True)[:top].tolist()
-    return NextTokenTable(
-        prompt=prompt,
-        temperatures=list(temperatures),
-        tokens=[tokenizer.decode([i]) for i in order],
-        probs=[[float(lp[0, i].exp()) for lp in per_t] for i in order],
-        entropies=[float(entropy(lp)[0]) for lp in per_t],
-    )
+    return _table(prompt, [f"T={t:g}" for t in temperatures], per_t, logits, tokenizer, top)
+
+
+def xray_table(
+    model: LanguageModel,
+    tokenizer: Tokenizer,
+    prompt: str,
+    cfg: SamplingConfig,
+    top: int = 10,
+    unknown: str = "warn",
+) -> NextTokenTable:
+    """The distribution after each stage of ``cfg``'s chain; the prompt is the history the
+    penalties read. The last column is what ``draw`` would sample from."""
+    ids, logits = next_logits(model, tokenizer, prompt, unknown)
+    chain = SamplingChain(cfg)
+    history = torch.tensor([ids], dtype=torch.long)
+    labels, stages = zip(*chain.xray(logits, history), strict=True)
+    return _table(prompt, list(labels), list(stages), logits, tokenizer, top)
 
 
 def plot_table(table: NextTokenTable, path: str) -> None:
@@ -84,13 +139,13 @@ def plot_table(table: NextTokenTable, path: str) -> None:
 
     from chargen.atomic import atomic_write_bytes
 
-    n = len(table.temperatures)
+    n = len(table.columns)
     fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.4), sharey=True, squeeze=False)
     labels = [repr(t)[1:-1] or "''" for t in table.tokens]
-    for j, (ax, t) in enumerate(zip(axes[0], table.temperatures, strict=True)):
+    for j, (ax, column) in enumerate(zip(axes[0], table.columns, strict=True)):
         ax.bar(range(len(labels)), [row[j] for row in table.probs], color="#3b6ea8")
         ax.set_xticks(range(len(labels)), labels, fontsize=8)
-        ax.set_title(f"T = {t:g}  (H = {table.entropies[j] / math.log(2):.2f} bits)", fontsize=9)
+        ax.set_title(f"{column}  (H = {table.entropies[j] / math.log(2):.2f} bits)", fontsize=9)
         ax.set_ylim(0, 1)
     axes[0][0].set_ylabel("probability of the next token")
     fig.suptitle(f"after {table.prompt[-40:]!r}", fontsize=10)

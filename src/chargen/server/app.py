@@ -30,7 +30,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from chargen import checkpoint as ckpt
 from chargen.chain import SamplingChain
 from chargen.errors import ChargenError
-from chargen.generate import encode_prompt, read_prompt, start_token
+from chargen.generate import encode_prompt, start_token
+from chargen.inspect_next import next_logits
 from chargen.sampling import SamplingConfig
 from chargen.score import score_text
 from chargen.server.batcher import Batcher, Job, QueueFull, failure_line
@@ -352,12 +353,10 @@ def create_app(
             )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ids = encode_prompt(tokenizer, req.prompt, "drop") if req.prompt else []
-        ids = ids or [start_token(tokenizer)]
-        with torch.inference_mode():
-            state = read_prompt(model, ids)
-            logits, _ = model(torch.tensor([[ids[-1]]], device=model.head.weight.device), state)
-            logp = torch.log_softmax(logits[0, -1].float().cpu(), -1)
+            if req.prompt:
+                encode_prompt(tokenizer, req.prompt, "drop")  # refuses an all-unknown prompt
+            _, logits = next_logits(model, tokenizer, req.prompt, "drop")
+        logp = torch.log_softmax(logits[0], -1)
         top = torch.topk(logp, min(req.top, logp.numel()))
         return {
             "tokens": [tokenizer.decode([int(i)]) for i in top.indices],
