@@ -1,19 +1,30 @@
-"""Quality per minute: train candidate configurations for fixed wall-clock budgets, one at a time.
+"""Quality per minute over corpus sizes and time budgets: the measurements behind ``--preset auto``.
 
-Each candidate runs ``chargen train CORPUS --minutes M`` in a fresh process (so timings and peak
-memory are its own) and reports its best validation loss in nats and bits per character, so
-families and tokenizations compare fairly. Results are appended as JSON lines to ``--log``
-and printed as a Markdown table beside the recorded baselines (nanoGPT's CPU recipe and the
-seed program); the best candidate per corpus and budget is what the presets follow.
+A cell is (corpus size, budget in minutes, candidate, seed): one fresh ``chargen train SLICE
+--minutes M --seed S`` process, then ``chargen eval RUN --json --weights best`` for the validation
+loss of its best weights in nats per character. A size is a slice of one corpus cut at a line
+boundary, written to a temporary folder: the first corpus of ``--mixture`` that holds that many
+characters, or the one named as ``SIZE@CORPUS`` (``all@CORPUS``: the whole corpus). Each finished
+cell is one JSON line in ``--results``; a rerun skips those (failed cells run again), so the sweep
+can run in parts, and Ctrl-C mid-cell records nothing for that cell. ``--table`` prints rows of
+size x budget, a column per candidate, the best in bold and ``auto``'s gap to the best other
+candidate (the bar: <= 2%).
 
-    python benchmarks/sweep.py --corpus tinyshakespeare --budgets 1 3 --candidates lstm gru transformer
-    python benchmarks/sweep.py --corpus nietzsche --budgets 10 --candidates lstm-reg
+    python benchmarks/sweep.py --sizes 10k 100k 1m 10m --budgets 0.5 1 3
+    python benchmarks/sweep.py --cells 1m:10 --plan
+    python benchmarks/sweep.py --cells 10k:0.5,100k:0.5 --candidate 'lstm96:--preset quick --hidden-size 96'
+    python benchmarks/sweep.py --table
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
+import shlex
+import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -21,120 +32,313 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import describe, eval_records  # noqa: E402
+from machine import describe, eval_records, train_command  # noqa: E402
+
+from chargen.config import PRESETS  # noqa: E402
+from chargen.corpus import NAMED_CORPORA, load_corpus  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-LN2 = 0.6931471805599453
+DEFAULT_RESULTS = Path(__file__).resolve().parent / "results" / "sweep_sizes.jsonl"
+MIXTURE = ("tinyshakespeare", "nietzsche", "python-stdlib")  # each size: the first that holds it
+KEY = ("size", "corpus", "minutes", "candidate", "seed")  # one cell, one line in --results
+# what each record keeps of the run's training settings (those the rule may choose)
+TRAIN_KEYS = ("batch_size", "seq_len", "lr", "weight_decay", "warmup_steps", "eval_every",
+              "eval_max_tokens", "patience", "patience_share")  # fmt: skip
+STARTUP_S = 15  # per cell beyond its budget: process start, data, final evaluation (estimate)
 
-# chargen train flags per candidate (the corpus, budget and output folder are added)
+# chargen train flags per candidate (slice, budget, seed and run folder are added)
 CANDIDATES: dict[str, list[str]] = {
-    # the default preset: LSTM 512, embedding 64, dropout 0.1
-    "lstm": ["--preset", "medium"],
-    # more regularisation for longer budgets: dropout 0.25, weight decay 0.1, tied embedding
-    "lstm-reg": ["--preset", "long"],
-    "lstm-tied": [
-        "--preset", "medium", "--embed-dim", "128", "--tie-weights", "--dropout", "0.2",
-    ],
-    "lstm-2x": ["--preset", "medium", "--layers", "2", "--hidden-size", "384", "--dropout", "0.2"],
-    "gru": ["--preset", "medium", "--model", "gru"],
-    # faster steps for short budgets
-    "lstm-384": ["--preset", "medium", "--hidden-size", "384", "--embed-dim", "48", "--lr", "6e-3"],
-    "gru-384": [
-        "--preset", "medium", "--model", "gru", "--hidden-size", "384", "--embed-dim", "48",
-        "--lr", "6e-3",
-    ],
-    "transformer": [
-        "--model", "transformer", "--layers", "4", "--hidden-size", "192", "--embed-dim", "192",
-        "--num-heads", "4", "--context-size", "128", "--seq-len", "128", "--batch-size", "16",
-        "--lr", "2e-3", "--dropout", "0.1", "--tie-weights", "--warmup-steps", "100",
-    ],
-    # = --preset transformer
-    "transformer-small": [
-        "--model", "transformer", "--layers", "4", "--hidden-size", "128", "--embed-dim", "128",
-        "--num-heads", "4", "--context-size", "64", "--seq-len", "64", "--batch-size", "32",
-        "--lr", "3e-3", "--dropout", "0.0", "--tie-weights", "--warmup-steps", "100",
-    ],
-}  # fmt: skip
-
-CORPORA = {"nietzsche": ["--encoding", "latin-1"], "tinyshakespeare": []}
-BASELINES = {
-    "tinyshakespeare": "nanoGPT CPU recipe (its README; measured here): 1.886 nats after 71 s",
-    "nietzsche": "seed program (Keras, DLwP 8.1; measured here): 1.639 nats after ~176 s",
+    **{name: ["--preset", name] for name in PRESETS},
+    "gru": ["--preset", "medium", "--model", "gru"],  # best at 1 minute on both shared corpora
+    # narrower LSTMs with dropout, for corpora that a budget reads many times over
+    "lstm128-d2": ["--preset", "quick", "--hidden-size", "128", "--dropout", "0.2"],
+    "lstm256-d3": ["--preset", "small", "--dropout", "0.3", "--weight-decay", "0.1"],
+    "lstm384-d2": ["--preset", "minute", "--dropout", "0.2"],
+    "auto": ["--preset", "auto"],  # the rule under test; fails until the preset exists
 }
+DEFAULT_CANDIDATES = [
+    "quick", "minute", "small", "medium", "long", "transformer", "gru", "lstm128-d2",
+    "lstm256-d3", "auto",
+]  # fmt: skip
 
 
-def run_candidate(name: str, corpus: str, minutes: float, data_dir: str) -> dict:
-    """Train one candidate for ``minutes``; its best validation loss, steps and wall time."""
-    out = tempfile.mkdtemp(prefix=f"chargen-sweep-{name}-")
-    cmd = [
-        sys.executable, "-m", "chargen", "train", corpus, "--data-dir", data_dir,
-        *CORPORA[corpus], "--out", out, "--overwrite", *CANDIDATES[name],
-        "--minutes", str(minutes), "--sample-length", "0", "--eval-every", "250",
-    ]  # fmt: skip
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        return {"candidate": name, "error": proc.stderr.strip().splitlines()[-1:], "cmd": cmd}
-    evals = eval_records(out)
-    best = min(evals, key=lambda r: r["val_nats_per_char"])
-    config = json.loads(Path(out, "config.json").read_text())
-    return {
-        "candidate": name,
-        "corpus": corpus,
-        "minutes": minutes,
-        "family": config["model"]["family"],
-        "model": config["model"],
-        "best_nats_per_char": round(best["val_nats_per_char"], 4),
-        "best_bits_per_char": round(best["val_nats_per_char"] / LN2, 4),
-        "best_at_s": round(best["elapsed"], 1),
-        "steps": evals[-1]["step"],
-        "wall_s": round(wall, 1),
-        "flags": CANDIDATES[name],
-        "run": out,
-    }
+def parse_size(text: str) -> tuple[str, int | None, str | None]:
+    """``10k``, ``2.5m``, ``100000`` or ``all``, optionally ``@CORPUS``: (label, chars, corpus)."""
+    match = re.fullmatch(r"(?:(all)|(\d+(?:\.\d+)?)([km]?))(?:@(.+))?", text.strip().lower())
+    if not match or (match[4] and match[4] not in NAMED_CORPORA) or (match[1] and not match[4]):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: want 10k, 1m, ... or all@CORPUS (corpora: {', '.join(NAMED_CORPORA)})"
+        )
+    if match[1]:
+        return "all", None, match[4]
+    chars = int(float(match[2]) * {"": 1, "k": 10**3, "m": 10**6}[match[3]])
+    label = f"{chars // 10**6}m" if chars % 10**6 == 0 else f"{chars / 1000:g}k"
+    return label, chars, match[4]
+
+
+def parse_cells(text: str) -> list[tuple[tuple[str, int | None, str | None], float]]:
+    """``10k:0.5,1m:3`` as (size, budget) pairs."""
+    cells = []
+    for item in filter(None, text.split(",")):
+        size, _, budget = item.rpartition(":")
+        try:
+            cells.append((parse_size(size), float(budget)))
+        except (ValueError, argparse.ArgumentTypeError):
+            raise argparse.ArgumentTypeError(f"{item!r}: want SIZE:MINUTES, e.g. 10k:0.5") from None
+    return cells
+
+
+def parse_candidate(text: str) -> tuple[str, list[str]]:
+    """``NAME:--flag value --flag value`` as (name, flags)."""
+    name, sep, flags = text.partition(":")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"{text!r}: want NAME:--flag value ...")
+    return name.strip(), shlex.split(flags)
+
+
+def load_text(name: str, data_dir: str) -> str | None:
+    """A named corpus's text; None for a downloadable one that ``data_dir`` lacks (no network)."""
+    corpus = NAMED_CORPORA[name]
+    if not corpus.offline and not (Path(data_dir) / str(corpus.filename)).is_file():
+        return None
+    return load_corpus(name, data_dir=data_dir, progress=False).text
+
+
+def make_slices(sizes: list, mixture: list[str], data_dir: str, folder: str) -> dict:
+    """Write each size's slice into ``folder``: (label, corpus asked) -> {path, corpus, chars}."""
+    texts: dict[str, str | None] = {}
+    slices = {}
+    for label, chars, named in sizes:
+        for name in [named] if named else mixture:
+            if name not in texts:
+                texts[name] = load_text(name, data_dir)
+            text = texts[name]
+            if text is not None and (chars is None or len(text) >= chars):
+                break
+        else:
+            tried = named or " ".join(mixture)
+            print(f"size {label}: no corpus of {tried} holds it (data: {data_dir}); skipped")
+            continue
+        assert text is not None
+        piece = text if chars is None else text[: text.rfind("\n", 0, chars) + 1] or text[:chars]
+        path = Path(folder, f"{name}-{label}.txt")
+        path.write_text(piece, encoding="utf-8")
+        slices[label, named] = {"path": path, "corpus": name, "chars": len(piece)}
+        part = "all" if len(piece) == len(text) else f"the first {len(piece):,} of"
+        print(f"size {label}: {part} {len(text):,} chars of {name}")
+    return slices
+
+
+def last_line(text: str) -> str:
+    """The last non-empty line of a process's stderr (chargen's one-line error)."""
+    return (text.strip().splitlines() or ["(no message)"])[-1]
+
+
+def run_cell(path: Path, minutes: float, flags: list[str], seed: int, data_dir: str) -> dict:
+    """Train and evaluate one cell in a temporary run folder; its measurements or ``error``."""
+    with tempfile.TemporaryDirectory(prefix="chargen-sweep-run-") as out:
+        budget = ["--minutes", f"{minutes:g}", "--seed", str(seed)]
+        cmd = train_command(str(path), out, data_dir, *flags, *budget)
+        shown = shlex.join(["python", *cmd[1:]]).replace(str(path), "SLICE").replace(out, "RUN")
+        start = time.perf_counter()
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=minutes * 180 + 300)
+        except subprocess.TimeoutExpired:
+            return {"cmd": shown, "error": f"no end after {minutes * 180 + 300:.0f} s"}
+        wall = time.perf_counter() - start
+        if proc.returncode in (130, 143, -2, -15):  # chargen train stopped by SIGINT / SIGTERM
+            raise KeyboardInterrupt
+        if proc.returncode != 0:
+            return {"cmd": shown, "error": last_line(proc.stderr)}
+        scored = subprocess.run(
+            [sys.executable, "-m", "chargen", "eval", out, "--json", "--weights", "best"],
+            capture_output=True,
+            text=True,
+        )
+        if scored.returncode != 0:
+            return {"cmd": shown, "error": "eval: " + last_line(scored.stderr)}
+        nats = json.loads(scored.stdout.strip().splitlines()[-1])["nats_per_char"]
+        evals = eval_records(out)
+        config = json.loads(Path(out, "config.json").read_text())
+        return {
+            "cmd": shown,
+            "val_nats_per_char": round(nats, 4),
+            "best_at_s": round(min(evals, key=lambda r: r["val_nats_per_char"])["elapsed"], 1),
+            "steps": evals[-1]["step"],
+            "chars_per_s": round(evals[-1].get("chars_per_s") or 0),
+            "wall_s": round(wall, 1),
+            "model": config["model"],
+            "train": {k: config["train"].get(k) for k in TRAIN_KEYS},
+        }
+
+
+def read_results(path: Path) -> list[dict]:
+    """The records of a results file; a torn line (a killed write) is skipped with a warning."""
+    if not path.is_file():
+        return []
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if line.strip():
+                print(f"warning: {path}:{number} is not JSON; ignored", file=sys.stderr)
+    return records
+
+
+def append_result(path: Path, record: dict) -> None:
+    """Append one record as one line in a single write, after a newline if the file lacks one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(record) + "\n"
+    with open(path, "a+b") as handle:
+        if handle.tell() > 0:
+            handle.seek(-1, os.SEEK_END)
+            line = line if handle.read(1) == b"\n" else "\n" + line
+        handle.write(line.encode("utf-8"))
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def cell_key(record: dict) -> tuple:
+    """What makes a cell the same cell across runs: the values of ``KEY``."""
+    return tuple(record[name] for name in KEY)
+
+
+def table(records: list[dict]) -> str:
+    """Markdown: a row per size x budget, a column per candidate (mean over seeds), auto's gap."""
+    latest = {cell_key(r): r for r in records if "error" not in r}
+    failed = {cell_key(r)[:4]: r for r in records if "error" in r}
+    rows: dict[tuple, dict[str, list[float]]] = {}
+    machines: dict[tuple, set[str]] = {}
+    for r in [*latest.values(), *failed.values()]:
+        row = (r["chars"] if r["size"] != "all" else 1e18, r["size"], r["corpus"], r["minutes"])
+        values = rows.setdefault(row, {}).setdefault(r["candidate"], [])
+        if "error" not in r:
+            values.append(r["val_nats_per_char"])
+            machines.setdefault(row, set()).add(r["machine"])
+    order = list(CANDIDATES) + sorted({n for cells in rows.values() for n in cells})
+    names = [n for n in dict.fromkeys(order) if any(n in cells for cells in rows.values())]
+    names = [n for n in names if n != "auto"] + (["auto"] if "auto" in names else [])
+    lines = [
+        "| size | budget | " + " | ".join(names) + " | best | auto gap |",
+        "|---|---:|" + "---:|" * len(names) + "---|---:|",
+    ]
+    met = total = 0
+    for row in sorted(rows):
+        _, size, corpus, minutes = row
+        means = {n: statistics.fmean(v) for n, v in rows[row].items() if v}
+        fixed = {n: v for n, v in means.items() if n != "auto"}
+        best = min(means, key=means.__getitem__) if means else None
+        cells = []
+        for name in names:
+            values = rows[row].get(name)
+            text = "" if values is None else "failed" if not values else f"{means[name]:.4f}"
+            text += f" ({len(values)})" if values and len(values) > 1 else ""
+            cells.append(f"**{text}**" if name == best else text)
+        gap = ""
+        if "auto" in means and fixed:
+            gap_pct = 100 * (means["auto"] / min(fixed.values()) - 1)
+            met, total = met + (gap_pct <= 2), total + 1
+            gap = f"{gap_pct:+.1f}%"
+        mixed = " (mixed machines)" if len(machines.get(row, ())) > 1 else ""
+        label = f"{size} {corpus}{mixed}"
+        lines.append(f"| {label} | {minutes:g} min | {' | '.join(cells)} | {best or ''} | {gap} |")
+    lines.append("\nvalidation nats/char of best.safetensors; (n): the mean of n seeds")
+    if total:
+        lines[-1] += f"; auto within 2% of the best other candidate in {met} of {total} rows"
+    lines += [f"machine: {m}" for m in sorted(set().union(*machines.values()))]
+    return "\n".join(lines)
+
+
+def parse_args() -> argparse.Namespace:
+    """The command line; ``flags``: candidate name -> chargen train flags."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add = parser.add_argument
+    # fmt: off
+    add("--sizes", nargs="+", type=parse_size, default=["10k", "100k", "1m", "10m"], metavar="SIZE",
+        help="characters: 10k, 1m, ...; SIZE@CORPUS picks the corpus, all@CORPUS is all of it")
+    add("--budgets", nargs="+", type=float, default=[0.5, 1.0, 3.0], metavar="MINUTES")
+    add("--cells", type=parse_cells, help="run exactly these SIZE:MINUTES, e.g. 10k:0.5,1m:10")
+    add("--candidates", nargs="+", choices=list(CANDIDATES), default=DEFAULT_CANDIDATES,
+        metavar="NAME", help=f"default: {' '.join(DEFAULT_CANDIDATES)}; from: {' '.join(CANDIDATES)}")
+    add("--candidate", type=parse_candidate, action="append", default=[], metavar="NAME:FLAGS",
+        help="one more, e.g. 'lstm96:--preset quick --hidden-size 96' (repeatable)")
+    add("--seeds", nargs="+", type=int, default=[0])
+    add("--mixture", nargs="+", choices=list(NAMED_CORPORA), default=list(MIXTURE),
+        metavar="CORPUS", help=f"a size comes from the first that holds it (default: {' '.join(MIXTURE)})")
+    add("--data-dir", default=str(DEFAULT_DATA), help="the shared corpora (default: %(default)s)")
+    add("--results", type=Path, default=DEFAULT_RESULTS, help="JSON lines, one per finished cell")
+    add("--table", action="store_true", help="print the table of --results, train nothing")
+    add("--plan", action="store_true", help="list the cells still to run, train nothing")
+    # fmt: on
+    args = parser.parse_args()
+    args.sizes = [parse_size(s) if isinstance(s, str) else s for s in args.sizes]
+    args.flags = {name: CANDIDATES[name] for name in args.candidates}
+    for name, extra in args.candidate:
+        if CANDIDATES.get(name, extra) != extra:
+            parser.error(f"--candidate {name}: the name of a built-in candidate")
+        args.flags[name] = extra
+    return args
+
+
+def pending(args: argparse.Namespace, slices: dict) -> tuple[list[tuple], int]:
+    """The cells still to run as (key, slice, flags), and how many are already in --results."""
+    done = {cell_key(r): r for r in read_results(args.results) if "error" not in r}
+    cells = args.cells or [(size, minutes) for size in args.sizes for minutes in args.budgets]
+    todo, skipped = [], 0
+    for (label, _, named), minutes in cells:
+        piece = slices.get((label, named))
+        for seed in args.seeds if piece else []:
+            for name, flags in args.flags.items():
+                key = (label, piece["corpus"], minutes, name, seed)
+                if key in done and done[key]["flags"] != flags:
+                    raise SystemExit(f"{name} in {args.results} ran with other flags; rename it")
+                skipped += key in done
+                if key not in done:
+                    todo.append((key, piece, flags))
+    return todo, skipped
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--corpus", choices=sorted(CORPORA), required=True)
-    parser.add_argument("--budgets", type=float, nargs="+", default=[1.0, 3.0, 10.0])
-    parser.add_argument("--candidates", nargs="+", choices=sorted(CANDIDATES), default=["lstm"])
-    parser.add_argument("--data-dir", default=str(DEFAULT_DATA))
-    parser.add_argument("--log", default="benchmarks/results/sweep.jsonl")
-    args = parser.parse_args()
-    if not (Path(args.data_dir) / f"{args.corpus}.txt").exists():
-        print(f"skipped: {args.data_dir}/{args.corpus}.txt is absent (pass --data-dir)")
+    args = parse_args()
+    if args.table:
+        print(table(read_results(args.results)))
         return 0
-    print(describe())
-    print(f"baseline: {BASELINES[args.corpus]}\n")
-    Path(args.log).parent.mkdir(parents=True, exist_ok=True)
-    print("| corpus | budget | candidate | family | best nats/char | bits/char | steps |")
-    print("|---|---|---|---|---|---|---|")
-    results = []
-    for minutes in args.budgets:
-        for name in args.candidates:
-            result = run_candidate(name, args.corpus, minutes, args.data_dir)
-            results.append(result)
-            with open(args.log, "a", encoding="utf-8") as log:
-                log.write(json.dumps(result) + "\n")
-            if "error" in result:
-                print(f"| {args.corpus} | {minutes:g} min | {name} | failed: {result['error']} |")
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # as Ctrl-C: the cell is dropped
+    machine = "; ".join(line.split(": ", 1)[1] for line in describe().splitlines()[:2])
+    print(f"machine: {machine}")
+    sizes = dict.fromkeys(size for size, _ in args.cells) if args.cells else args.sizes
+    with tempfile.TemporaryDirectory(prefix="chargen-sweep-slices-") as folder:
+        slices = make_slices(list(sizes), args.mixture, args.data_dir, folder)
+        todo, skipped = pending(args, slices)
+        budget = sum(key[2] for key, _, _ in todo)
+        print(
+            f"{len(todo)} cells to run, {skipped} already in {args.results} (skipped); about "
+            f"{budget + len(todo) * STARTUP_S / 60:.0f} min ({budget:g} min of budgets + "
+            f"~{STARTUP_S} s a cell)"
+        )
+        for number, (key, piece, flags) in enumerate(todo, 1):
+            head = f"[{number}/{len(todo)}] " + " ".join(map(str, key[:2])) + " "
+            head += f"{key[2]:g} min {key[3]} seed {key[4]}"
+            if args.plan:
+                print(head)
                 continue
-            print(
-                f"| {args.corpus} | {minutes:g} min | {name} | {result['family']} | "
-                f"{result['best_nats_per_char']:.4f} | {result['best_bits_per_char']:.4f} | "
-                f"{result['steps']} |",
-                flush=True,
+            try:
+                result = run_cell(piece["path"], key[2], flags, key[4], args.data_dir)
+            except KeyboardInterrupt:
+                print(f"\n{head}: interrupted, not recorded; rerun to resume")
+                return 130
+            record = dict(
+                zip(KEY, key, strict=True), chars=piece["chars"], flags=flags, machine=machine
             )
-    for minutes in args.budgets:
-        done = [r for r in results if r.get("minutes") == minutes and "error" not in r]
-        if done:
-            best = min(done, key=lambda r: r["best_nats_per_char"])
-            print(
-                f"best at {minutes:g} min on {args.corpus}: {best['candidate']} "
-                f"({best['best_nats_per_char']:.4f} nats/char)"
-            )
+            append_result(args.results, {**record, **result})
+            if "error" in result:
+                print(f"{head}: failed: {result['error']}", flush=True)
+            else:
+                done = f"{result['val_nats_per_char']:.4f} nats/char, {result['steps']} steps"
+                print(f"{head}: {done}, {result['wall_s']} s", flush=True)
+    if not args.plan:
+        print("\n" + table(read_results(args.results)))
     return 0
 
 

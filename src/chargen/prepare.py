@@ -7,6 +7,12 @@ bytes. Memory stays bounded by the chunk size whatever the corpus size: pass 1 c
 vocabulary (for ``bpe``: trains it from the stream of chunks), pass 2 encodes and appends.
 The result equals encoding the whole text with ``build_tokenizer`` of the same kind.
 
+``lines=True`` (``--lines``, one item per line) tokenises the text a ``--lines`` run does,
+``lines.lines_text(lines.items_of(text))``, streamed by ``_line_items`` between the reader and
+both passes; ``meta.json`` records ``"lines"`` (so a run refuses data prepared the other way)
+and its ``"items"``. Memory is then bounded by the chunk size plus the longest line (an item:
+training pads each batch to its longest item anyway).
+
 Nothing is half-written: pass 2 writes fresh temporary names in the folder (created with
 ``O_EXCL | O_NOFOLLOW``, so never through a link), and only once the new data is complete does a short commit replace the old files
 (``meta.json`` removed first, then the renames, then the new ``meta.json``; SIGINT / SIGTERM wait
@@ -222,15 +228,30 @@ class _Signals:
 class _Reader:
     """Streams a resolved source as normalised text chunks, hashing the bytes it reads."""
 
-    def __init__(self, resolved: ResolvedSource, errors: str, lowercase: bool, bar: tqdm) -> None:
+    def __init__(
+        self, resolved: ResolvedSource, errors: str, lowercase: bool, lines: bool, bar: tqdm
+    ) -> None:
         self.resolved = resolved
         self.errors = errors
         self.lowercase = lowercase
+        self.lines = lines
         self.bar = bar
         self.sha = hashlib.sha256()
         self.files_used = 0
+        self.items = 0  # with ``lines``: the items streamed
 
     def chunks(self) -> Iterator[str]:
+        """The normalised text in chunks; with ``lines`` its ``--lines`` text, items counted."""
+        if not self.lines:
+            yield from self._text_chunks()
+            return
+        boundaries = 0
+        for piece in _line_items(self._text_chunks()):
+            boundaries += piece.count("\n")
+            yield piece
+        self.items = max(0, boundaries - 1)
+
+    def _text_chunks(self) -> Iterator[str]:
         if self.resolved.text is not None:
             data = self.resolved.text
             self.sha.update(data.encode("utf-8", "surrogatepass"))
@@ -306,6 +327,31 @@ class _Reader:
             yield "\n"
 
 
+def _line_items(chunks: Iterator[str]) -> Iterator[str]:
+    """``lines_text(items_of(text))`` of the text that ``chunks`` make up, streamed.
+
+    Each line stripped with ``str.strip`` (all Unicode white space, as ``items_of``), blank
+    lines dropped, a newline before the first item and after each. A line may cross chunk
+    edges: the unfinished last line of a chunk is carried (as pieces, so a line of many chunks
+    costs linear time) until a newline or the end of the stream finishes it.
+    """
+    started = False  # the newline before the first item is out
+    carry: list[str] = []  # pieces of the line not finished yet
+    for chunk in chunks:
+        if "\n" not in chunk:
+            carry.append(chunk)
+            continue
+        lines = chunk.split("\n")
+        lines[0] = "".join(carry) + lines[0]
+        carry = [lines.pop()]
+        items = [stripped for line in lines if (stripped := line.strip())]
+        if items:
+            yield ("" if started else "\n") + "\n".join(items) + "\n"
+            started = True
+    if last := "".join(carry).strip():
+        yield ("" if started else "\n") + last + "\n"
+
+
 def _word_pieces(chunks: Iterator[str]) -> Iterator[str]:
     """Re-cut chunks at the start of their last whitespace run so no word token is split."""
     carry = ""
@@ -339,11 +385,13 @@ def prepare(
     data_dir: str | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    lines: bool = False,
 ) -> dict[str, Any]:
     """Tokenise ``source`` into data folder ``out`` in two streaming passes; return its metadata.
 
     SIGINT / SIGTERM raise PrepareInterrupted (see the module notes); with ``overwrite`` the old
-    data is replaced only once the new data is complete.
+    data is replaced only once the new data is complete. ``lines``: one item per non-empty line,
+    tokenised as a ``--lines`` run tokenises the list; meta.json records it.
     """
     if tokenizer not in KINDS:
         raise ConfigError(f"--tokenizer must be {', '.join(KINDS)}, got {tokenizer!r}")
@@ -375,7 +423,7 @@ def prepare(
             )
 
         with bar("vocabulary") as b1:
-            reader = _Reader(resolved, errors, lowercase, b1)
+            reader = _Reader(resolved, errors, lowercase, lines, b1)
             tok, chars = _vocabulary(reader, source, tokenizer, max_vocab)
         if all(s.isspace() for i, s in enumerate(tok.vocab) if i != tok.unk_id):
             raise CorpusError(f"{source}: the text is whitespace only")
@@ -387,6 +435,7 @@ def prepare(
             "encoding": resolved.encoding,
             "errors": errors,
             "lowercase": lowercase,
+            "lines": lines,
             "tokenizer": tokenizer,
             "vocab_size": tok.vocab_size,
             "dtype": smallest_id_dtype(tok.vocab_size).name,
@@ -396,7 +445,7 @@ def prepare(
             "source_sha256": reader.sha.hexdigest(),
         }
         with bar("encoding") as b2:
-            reader = _Reader(resolved, errors, lowercase, b2)
+            reader = _Reader(resolved, errors, lowercase, lines, b2)
             _write_folder(folder, reader, tok, meta, signals)
     return meta
 
@@ -406,6 +455,7 @@ def _vocabulary(
 ) -> tuple[Tokenizer, int]:
     """Pass 1: the vocabulary of ``tokenizer``'s kind and the characters streamed."""
     chars = 0
+    empty = f"{source}: " + ("holds no non-empty line" if reader.lines else "the text is empty")
     if tokenizer == "char":
         symbols: set[str] = set()
         char_counts: Counter[str] = Counter()  # only needed to rank symbols for --max-vocab
@@ -416,7 +466,7 @@ def _vocabulary(
                 char_counts.update(chunk)
             chars += len(chunk)
         if not symbols and not char_counts:
-            raise CorpusError(f"{source}: the text is empty")
+            raise CorpusError(empty)
         tok: Tokenizer = (
             CharTokenizer(sorted(symbols))
             if max_vocab is None
@@ -435,7 +485,7 @@ def _vocabulary(
             tok = BPETokenizer.train(counted(_word_pieces(reader.chunks())), max_vocab)
         except TokenizerError:
             if not seen[0]:
-                raise CorpusError(f"{source}: the text is empty") from None
+                raise CorpusError(empty) from None
             raise
         return tok, seen[0]
     counts: Counter[str] = Counter()
@@ -443,7 +493,7 @@ def _vocabulary(
         counts.update(WORD_PATTERN.findall(piece))
         chars += len(piece)
     if not counts:
-        raise CorpusError(f"{source}: the text is empty")
+        raise CorpusError(empty)
     return WordTokenizer.from_counts(counts, max_vocab), chars
 
 
@@ -469,6 +519,8 @@ def _write_folder(
             sink.flush()
             os.fsync(sink.fileno())
         meta["files"] = reader.files_used
+        if reader.lines:
+            meta["items"] = reader.items
         meta["split"] = int(meta["tokens"] * 0.9)
         tok.save(staged_tok)
         atomic_write_json(staged_meta, meta)
