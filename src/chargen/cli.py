@@ -575,6 +575,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_decoding_flags(p: argparse.ArgumentParser, encoding_default: str = "utf-8") -> None:
+    """--encoding, --errors and --lowercase for a text that is not the run's own corpus."""
+    p.add_argument("--encoding", help=f"text encoding (default {encoding_default})")
+    p.add_argument(
+        "--errors",
+        choices=("strict", "replace", "ignore"),
+        help="undecodable bytes (default: the run's policy, strict unless trained otherwise)",
+    )
+    p.add_argument(
+        "--lowercase",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="lower-case the text (default: as the run's training text was)",
+    )
+
+
 # --------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     from chargen.config import PRESETS, DataConfig, ModelConfig, TrainConfig
@@ -687,18 +703,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("file")
     p.add_argument("--html", help="write a page colouring every character by its surprisal")
-    p.add_argument("--encoding", help="text encoding of FILE (default utf-8)")
-    p.add_argument(
-        "--errors",
-        choices=("strict", "replace", "ignore"),
-        help="undecodable bytes (default: the run's policy, strict unless trained otherwise)",
-    )
-    p.add_argument(
-        "--lowercase",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="lower-case FILE (default: as the run's training text was)",
-    )
+    _add_decoding_flags(p)
     p.add_argument("--unknown", choices=("warn", "drop", "error"), default="warn")
     p.add_argument("--weights", choices=("best", "last"), default="best")
     p.add_argument(
@@ -744,18 +749,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="list copied spans of at least N characters (default 20)",
     )
-    p.add_argument("--encoding", help="text encoding of FILE (default utf-8)")
-    p.add_argument(
-        "--errors",
-        choices=("strict", "replace", "ignore"),
-        help="undecodable bytes (default: the run's policy)",
-    )
-    p.add_argument(
-        "--lowercase",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="lower-case FILE (default: as the run's training text was)",
-    )
+    _add_decoding_flags(p)
     p.add_argument("--data-dir", help="folder of the run's named corpus (default: the run's)")
     p.set_defaults(func=cmd_novelty)
 
@@ -776,21 +770,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--all", action="store_true", help="score the whole text, not its validation split"
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument(
-        "--encoding",
-        help="text encoding (default: the run's for its own corpus, else utf-8)",
-    )
-    p.add_argument(
-        "--errors",
-        choices=("strict", "replace", "ignore"),
-        help="undecodable bytes (default: the run's policy)",
-    )
-    p.add_argument(
-        "--lowercase",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="lower-case the text (default: as the run's training text was)",
-    )
+    _add_decoding_flags(p, "the run's for its own corpus, else utf-8")
     p.add_argument("--data-dir")
     p.add_argument("--unknown", choices=("drop", "error", "warn"), default="warn")
     p.add_argument("--weights", choices=("best", "last"), default="best")
