@@ -70,11 +70,17 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
     )
 
     run = tmp_path / "killed"
-    # slow each step down a little so the kill lands mid-run, whatever the machine's speed
-    env = {**os.environ, "CHARGEN_TEST_STEP_DELAY": "0.02"}
-    proc = subprocess.Popen(
-        _train_cmd(corpus, run), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    # the same command in a process whose steps each take 20 ms longer (patched here, in the
+    # test), so the kill lands mid-run whatever the machine's speed
+    slow = (
+        "import importlib, sys, time\n"
+        'train = importlib.import_module("chargen.train"); real = train.Trainer.train_step\n'
+        "def slow(self, *a):\n    time.sleep(0.02)\n    return real(self, *a)\n"
+        "train.Trainer.train_step = slow\n"
+        "from chargen.cli import main; sys.exit(main(sys.argv[1:]))"
     )
+    command = [sys.executable, "-c", slow, *_train_cmd(corpus, run)[3:]]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline:
         if (run / ckpt.TRAINER).exists():

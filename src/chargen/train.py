@@ -320,8 +320,6 @@ class Trainer:
         self.last_sample_elapsed: float | None = None
         self._last_block: tuple[int, str, dict[float, str]] | None = None
         self.carry: tuple[torch.Tensor, ...] | None = None
-        # testing aid: seconds to sleep after each step, so a test can interrupt a tiny run mid-way
-        self._step_delay = float(os.environ.get("CHARGEN_TEST_STEP_DELAY") or 0.0)
         self.lr_scale = 1.0  # halved at each skipped non-finite step (--on-nan skip)
         self.nan_skips = 0
         self.seed_start = int(
@@ -692,8 +690,6 @@ class Trainer:
                     speed_seconds += step_seconds
                     self.step += 1
                     self.step_in_epoch += 1
-                    if self._step_delay:
-                        time.sleep(self._step_delay)
                     step_tokens = self.batches.tokens_per_step * self.tc.grad_accum  # all ranks
                     self.tokens_seen += step_tokens
                     speed_tokens += step_tokens
