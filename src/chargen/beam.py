@@ -1,4 +1,5 @@
-"""Beam search: the ``width`` most likely continuations of exactly ``length`` tokens.
+"""Beam search: the ``width`` most likely continuations of ``length`` tokens (fewer when a
+constraint ends a beam).
 
 The model is seen through two callables, so any state-carrying model fits:
 
@@ -20,6 +21,16 @@ temperature only rescales what it ranks. The returned score is the GNMT-style no
 ``sum_t log p(x_t | x_<t) / length ** length_penalty``; as every sequence has the same length
 it rescales, it does not reorder. Ties are broken towards the better-ranked beam and then the
 lower token id, so results are deterministic. Stop sequences are the caller's job.
+
+Constraints (``constraints.py``: regex, bans, logit bias) are first-stage rules, so they shape
+the scores as the penalties do (a masked token cannot extend a beam). Stateful rules follow
+the beams: after each step the chain is told which beams were kept (``select``) and which
+token each took (``observe``). With ``--regex`` a beam whose automaton can go no further (a
+complete match, ``chain.done``) leaves the search as a finished hypothesis with its own
+length (the length penalty then matters), and the search goes on from the others (still
+``width`` candidates a step). What comes back is the ``width`` best finished or full-length
+beams whose text matches the pattern in full, by normalised score: a beam cut off at
+``length`` before its match was complete is dropped, so the result may be empty.
 """
 
 from __future__ import annotations
@@ -32,6 +43,7 @@ from typing import TypeVar
 
 import torch
 
+from chargen import constraints
 from chargen.chain import SamplingChain
 from chargen.errors import SamplingError
 from chargen.sampling import (
@@ -79,14 +91,17 @@ def beam_search(
     length_penalty: float = 1.0,
     cfg: SamplingConfig | None = None,
     history: Sequence[int] = (),
+    vocab: Sequence[str] | None = None,
 ) -> list[tuple[list[int], float]]:
-    """The ``width`` best sequences of exactly ``length`` new tokens, best first, with scores.
+    """The ``width`` best sequences of ``length`` new tokens (fewer where a constraint ended a
+    beam: a complete ``--regex`` match), best first, with scores.
 
     ``state`` is the model state (batch 1) after reading the prompt except its last token,
     ``last_token``, which the first ``step`` reads. ``history`` is what the penalties and the
     n-gram ban look at before the beam's own tokens (normally the whole prompt, ``last_token``
     included). ``ids`` and ``index`` are given to ``step`` / ``select_state`` as CPU tensors (move
-    them to the model's device there); logits may come back on any device.
+    them to the model's device there); logits may come back on any device. ``vocab`` (the text
+    of each token) is what the constraints of ``cfg`` need.
 
     Each result is ``(tokens, sum log p / length ** length_penalty)`` (see the module docstring
     for ``log p``). Fewer than ``width`` results come back when fewer sequences are possible
@@ -95,16 +110,26 @@ def beam_search(
     length or a non-finite length penalty.
     """
     _check(width, length, length_penalty, last_token)
-    chain = SamplingChain(dataclasses.replace(cfg or SamplingConfig(), temperature=1.0))
+    cfg = dataclasses.replace(cfg or SamplingConfig(), temperature=1.0)
+    chain = SamplingChain(cfg, vocab=vocab)
     penalties, truncations = chain.penalties, chain.truncations
     chain.reset([0])
+
+    texts = list(vocab or ())  # (the loop's ``vocab`` is the vocabulary's size)
+
+    def complete(found: list[tuple[list[int], float]]) -> list[tuple[list[int], float]]:
+        if cfg.regex is None:
+            return found
+        return [(row, s) for row, s in found if constraints.matches(cfg, _text(texts, row))]
+
     if length == 0:
-        return [([], 0.0)]
+        return complete([([], 0.0)])
 
     past = torch.tensor(list(history), dtype=torch.long).reshape(1, -1)
     tokens = torch.empty((1, 0), dtype=torch.long)  # (K, t): the beams' tokens so far
     scores = torch.zeros(1, dtype=torch.float64)  # (K,): their summed log-probabilities
     ids = torch.tensor([last_token], dtype=torch.long)
+    finished: list[tuple[list[int], float]] = []  # beams a constraint ended (normalised scores)
     for t in range(length):
         logits, state = step(ids, state)
         beams = tokens.shape[0]
@@ -129,13 +154,35 @@ def beam_search(
         ids = best_tokens.reshape(-1)[order]
         tokens = torch.cat([tokens[beam], ids[:, None]], dim=1)
         scores = flat[order]
+        if chain.stateful:  # stateful rules (a regex automaton) follow the beams kept
+            chain.select(beam)
+            chain.observe(ids, logprobs[beam])
+        ended = chain.done()
+        if ended is not None and bool(ended.any()):
+            norm = float(t + 1) ** length_penalty
+            finished += [
+                (row, float(score) / norm)
+                for row, score in zip(tokens[ended].tolist(), scores[ended].tolist(), strict=True)
+            ]
+            going = torch.nonzero(~ended)[:, 0]
+            tokens, scores, ids, beam = tokens[going], scores[going], ids[going], beam[going]
+            chain.select(going)
+            if not len(going):
+                break
         if t + 1 < length:
             state = select_state(state, beam)
     norm = float(length) ** length_penalty
-    return [
+    found = finished + [
         (row, float(score) / norm)
         for row, score in zip(tokens.tolist(), scores.tolist(), strict=True)
     ]
+    if finished:  # best first, over finished and full-length beams (stable: ties keep rank)
+        found = sorted(found, key=lambda item: -item[1])
+    return complete(found)[:width]
+
+
+def _text(vocab: Sequence[str], tokens: list[int]) -> str:
+    return "".join(vocab[t] for t in tokens)
 
 
 def _candidate_logprobs(

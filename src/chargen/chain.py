@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 
 import torch
 
@@ -52,15 +52,18 @@ from chargen.sampling import (
 class SamplingChain:
     """The rules of ``cfg`` (validated once), in the documented order, and what they need."""
 
-    def __init__(self, cfg: SamplingConfig) -> None:
+    def __init__(self, cfg: SamplingConfig, vocab: Sequence[str] | None = None) -> None:
+        """``vocab``: the text of each token (``Tokenizer.token_texts`` of every id), which
+        the constraints (``--regex``, bans, logit bias) need; without it they are an error."""
         self.cfg = cfg.validate()
         self.rules: list[LogitsProcessor] = sorted(
-            [*build_processors(cfg), *_extra_rules(cfg)], key=lambda rule: rule.stage
+            [*build_processors(cfg), *_extra_rules(cfg, vocab)], key=lambda rule: rule.stage
         )
         self.greedy = cfg.greedy
         self.reads_history = any(rule.reads_history for rule in self.rules)
         self.stateful = any(rule.stateful for rule in self.rules)
         self.numpy_ok = all(rule.has_numpy for rule in self.rules)
+        self.ends_rows = any(getattr(rule, "ends_rows", False) for rule in self.rules)
 
     @property
     def penalties(self) -> list[LogitsProcessor]:
@@ -113,6 +116,13 @@ class SamplingChain:
             stages.append(("greedy (T=0)", self.logprobs(logits, history)))
         return stages
 
+    def done(self) -> torch.Tensor | None:
+        """(B,) bool: rows a rule has ended (a regex automaton that can go no further, its text
+        a full match); None when no rule ends rows. The loops stop such a row as they stop one
+        that wrote a stop string."""
+        ended = [rule.done() for rule in self.rules if getattr(rule, "ends_rows", False)]
+        return torch.stack(ended).any(dim=0) if ended else None
+
     def logprobs(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         """Log-probabilities (B, V) of the distribution sampled from (``process_logits``)."""
         return logprobs_after(self.rules, self.greedy, logits, history)
@@ -132,9 +142,9 @@ class SamplingChain:
         return picked, logprobs.gather(1, picked[:, None])[:, 0], entropy(logprobs)
 
 
-def _extra_rules(cfg: SamplingConfig) -> list[LogitsProcessor]:
+def _extra_rules(cfg: SamplingConfig, vocab: Sequence[str] | None) -> list[LogitsProcessor]:
     """The rules of ``samplers.py`` and ``constraints.py`` that ``cfg`` switches on."""
-    return [*samplers.rules(cfg), *constraints.rules(cfg)]
+    return [*samplers.rules(cfg, vocab), *constraints.rules(cfg, vocab)]
 
 
 def rule_label(rule: LogitsProcessor) -> str:
@@ -150,5 +160,6 @@ def rule_label(rule: LogitsProcessor) -> str:
     ]
     if not values:
         return name
-    rest = "".join(f", {key}={value}" for key, value in values[1:])
-    return f"{name} {values[0][1]}{rest}"
+    shown = [(key, value if len(value) <= 12 else value[:11] + "…") for key, value in values]
+    rest = "".join(f", {key}={value}" for key, value in shown[1:3])
+    return f"{name} {shown[0][1]}{rest}"

@@ -81,6 +81,22 @@ FLAG_HELP = {
     "presence_penalty": "subtract this from tokens present in the window",
     "penalty_window": "recent tokens the penalties look at",
     "no_repeat_ngram_size": "never repeat an n-gram of this size (0: off)",
+    "dry_multiplier": "DRY: penalise a repeat of the history by X * base ** (length - allowed) (0: off)",
+    "dry_base": "DRY: growth of the penalty per token of repeat, in [1, 100] (default 1.75)",
+    "dry_allowed_length": "DRY: tokens a repeat may run unpenalised (default 2)",
+    "dry_penalty_last_n": "DRY: recent tokens searched for repeats (-1: the whole history, default; 0: off)",
+    "dry_sequence_breakers": "DRY: strings a repeat may not cross (default: \\n : \" *; escapes read; '' for none)",
+    "xtc_probability": "XTC: chance per token of removing every choice above --xtc-threshold but the least likely (0: off)",
+    "xtc_threshold": "XTC: probability a top choice must reach, in [0, 1] (default 0.1; above 0.5: off)",
+    "top_n_sigma": "keep tokens whose logit is within N standard deviations of the best",
+    "mirostat_tau": "mirostat v2: target surprisal in bits per token (per character for char models; compare the run's val bits/char)",
+    "mirostat_eta": "mirostat v2: learning rate, in (0, 1] (default 0.1)",
+    "dynatemp_range": "dynamic temperature: T from T-X (certain steps) to T+X (uncertain ones) (0: off)",
+    "dynatemp_exponent": "dynamic temperature: normalised entropy ** this sets T within the range (default 1)",
+    "regex": "the continuation must match this regex in full; generation ends when it can go no further (no escapes decoded: quote it, e.g. 'T[^\\n]*\\n')",
+    "ban_chars": "never write these characters (a lipogram: eE; escapes read)",
+    "ban_strings": "never write these strings, even across token boundaries (escapes read)",
+    "logit_bias": "TOKEN=BIAS: add BIAS, in [-100, 100], to that token's logit (escapes read)",
 }
 
 
@@ -354,6 +370,93 @@ def cmd_novelty(args: argparse.Namespace) -> int:
     print(f"copied spans of at least {args.min_span} chars: {len(report['spans'])}")
     for span in report["spans"]:
         print(f"  {_copy_line(text, span)}")
+    return 0
+
+
+def cmd_neurons(args: argparse.Namespace) -> int:
+    import time
+
+    from chargen.checkpoint import load_run
+    from chargen.neurons import (
+        choose_units,
+        constant_features,
+        correlations,
+        feature_matrix,
+        parse_units,
+        rank_units,
+        record,
+        unit_groups,
+    )
+    from chargen.text_features import parse_feature, text_features
+
+    if args.top < 1:
+        raise ConfigError(f"--top must be at least 1, got {args.top}")
+    user = [parse_feature(spec) for spec in args.feature or []]
+    if args.html:  # fail before the work, not after it
+        from chargen.atomic import check_writable_folder
+
+        folder = Path(args.html).parent
+        try:
+            check_writable_folder(folder)
+        except OSError as exc:
+            raise ConfigError(
+                f"--html {args.html}: cannot write in {folder}: {exc.strerror}"
+            ) from None
+    config, tokenizer, model = load_run(args.run_dir, args.weights)
+    requested = parse_units(args.units or [], unit_groups(model), config.model.family)
+    text = _novelty_text(args, config)
+    started = time.perf_counter()
+    recording = record(model, tokenizer, text, args.unknown)
+    names, matrix = feature_matrix(text_features(recording.text, user))
+    r = correlations(matrix, recording.activations)
+    constant = constant_features(matrix)
+    ranking = rank_units(r, names, recording, args.top, constant)
+    elapsed = time.perf_counter() - started
+    source = "stdin" if args.file == "-" else Path(args.file).name
+    run_name = Path(args.run_dir).resolve().name
+    print(
+        f"read {len(recording.text):,} characters with {recording.description} "
+        f"({recording.units:,} units) in {elapsed:.1f} s",
+        file=sys.stderr,
+    )
+    if constant.any():
+        absent = ", ".join(name for name, flat in zip(names, constant, strict=True) if flat)
+        print(f"constant over this text, so not ranked: {absent}", file=sys.stderr)
+    if args.html:
+        from chargen.neurons_page import PAGE_BUDGET, page_data, write_page
+
+        columns, embedded = choose_units(r, ranking, recording, requested, PAGE_BUDGET)
+        summary = (
+            f"{len(recording.text):,} characters of {source} read by the {recording.description} "
+            f"of run {run_name}; {recording.units:,} units recorded."
+        )
+        data = page_data(
+            recording,
+            names,
+            r,
+            constant,
+            ranking,
+            columns,
+            f"This page holds {embedded}.",
+            summary,
+            {name: pattern.pattern for name, pattern in user},
+        )
+        size = write_page(args.html, f"Neurons of {run_name} reading {source}", data)
+        print(
+            f"page written to {args.html} ({size / 1e6:.1f} MB), holding {embedded}",
+            file=sys.stderr,
+        )
+    if args.json:
+        print(json.dumps(ranking, ensure_ascii=False))
+        return 0
+    width = max(len(name) for name in names)
+    print(f"{'feature':<{width}}  top units by |r| (layer:kind:unit r)")
+    for name in names:
+        items = [item for item in ranking if item["feature"] == name]
+        cells = "  ".join(
+            f"{item['layer']}:{item['kind']}:{item['unit']} {item['r']:+.3f}" for item in items
+        )
+        print(f"{name:<{width}}  {cells or '(constant over this text)'}")
     return 0
 
 
@@ -640,7 +743,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--stop", nargs="+", help='stop a sample at any of these strings (escapes read: "\\n\\n")'
     )
-    p.add_argument("--no-escapes", action="store_true", help="take --prompt and --stop literally")
+    p.add_argument(
+        "--no-escapes",
+        action="store_true",
+        help="take --prompt, --stop, --ban-chars, --ban-strings and --logit-bias literally",
+    )
     p.add_argument(
         "--unknown",
         choices=("warn", "drop", "error"),
@@ -752,6 +859,57 @@ def build_parser() -> argparse.ArgumentParser:
     _add_decoding_flags(p)
     p.add_argument("--data-dir", help="folder of the run's named corpus (default: the run's)")
     p.set_defaults(func=cmd_novelty)
+
+    p = sub.add_parser(
+        "neurons",
+        help="see inside the model: the units that follow quotes, brackets, line length...",
+        description="Record every unit of the run's model (LSTM: each layer's cell and hidden "
+        "state; GRU: each layer's hidden state; Transformer: each block's MLP hidden units) "
+        "after each character of TEXT, rank the units most correlated (Pearson r) with "
+        "features of the text (position in the line, inside double / single quotes, ( ) [ ] "
+        "{ } depth, start of a word, first character of a line, digit, upper case, "
+        "indentation, and any --feature), print the top --top per feature, and optionally "
+        "write a self-contained page: the text coloured by a chosen unit with the model's "
+        "top-5 next-character guesses under each character, and select-a-span-find-its-units. "
+        "Units are named LAYER:KIND:UNIT, counting from 0.",
+    )
+    p.add_argument("run_dir")
+    p.add_argument("file", metavar="TEXT", help="text to read (- for stdin)")
+    p.add_argument("--html", metavar="OUT", help="write the neuron lab page to OUT")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help='print [{"feature", "layer", "kind", "unit", "r"}, ...]: the top units per '
+        "feature by |r|, features in order",
+    )
+    p.add_argument(
+        "--feature",
+        action="append",
+        metavar="NAME=REGEX",
+        help="also rank units against 1 inside a match of REGEX, 0 outside (repeatable)",
+    )
+    p.add_argument("--top", type=int, default=5, help="units listed per feature (default 5)")
+    p.add_argument(
+        "--units",
+        action="append",
+        metavar="L:KIND:U,...",
+        help="--html: also embed these units when not all of them fit the page (e.g. 0:cell:12)",
+    )
+    p.add_argument("--encoding", help="text encoding of TEXT (default utf-8)")
+    p.add_argument(
+        "--errors",
+        choices=("strict", "replace", "ignore"),
+        help="undecodable bytes (default: the run's policy)",
+    )
+    p.add_argument(
+        "--lowercase",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="lower-case TEXT (default: as the run's training text was)",
+    )
+    p.add_argument("--unknown", choices=("warn", "drop", "error"), default="warn")
+    p.add_argument("--weights", choices=("best", "last"), default="best")
+    p.set_defaults(func=cmd_neurons)
 
     p = sub.add_parser(
         "eval",

@@ -25,21 +25,36 @@ from chargen.errors import ConfigError
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    from chargen.chain import SamplingChain
     from chargen.checkpoint import load_run
     from chargen.cli import given_fields
     from chargen.escapes import decode_escapes
-    from chargen.generate import check_request, encode_prompt
+    from chargen.generate import check_request, encode_prompt, token_strings
     from chargen.sampling import SamplingConfig
 
     check_request(args.length, args.num_samples)
     if not args.no_escapes:  # "\n\n" on the command line means two newlines
         args.prompt = decode_escapes(args.prompt, "--prompt")
         args.stop = [decode_escapes(s, "--stop") for s in args.stop or ()]
+        # --regex keeps its backslashes: they are the pattern's own (\d, \n, \.)
+        if args.ban_chars is not None:
+            args.ban_chars = decode_escapes(args.ban_chars, "--ban-chars")
+        for flag in ("ban_strings", "logit_bias"):
+            if getattr(args, flag) is not None:
+                name = "--" + flag.replace("_", "-")
+                setattr(args, flag, [decode_escapes(s, name) for s in getattr(args, flag)])
+        if args.dry_sequence_breakers is not None:
+            flag = "--dry-sequence-breakers"
+            args.dry_sequence_breakers = [
+                decode_escapes(s, flag) for s in args.dry_sequence_breakers
+            ]
 
     options = given_fields(args, SamplingConfig)
     options.pop("temperature", None)
     configs = [SamplingConfig(temperature=t, **options).validate() for t in args.temperature]
     config, tokenizer, model = load_run(args.run_dir, args.weights)
+    for cfg in configs:  # constraints this vocabulary cannot meet fail before any output
+        SamplingChain(cfg, vocab=token_strings(tokenizer))
     if args.beams != 1:  # beam_search refuses a width below 1 in one line
         return _print_beams(args, model, tokenizer, configs[0])
     items = config.data.lines

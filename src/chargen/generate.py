@@ -8,15 +8,16 @@ uses seed ``seed + i``, so K samples drawn together equal K samples drawn one at
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
-from chargen import numpy_generation
+from chargen import constraints, numpy_generation
 from chargen.beam import beam_search
 from chargen.chain import SamplingChain
-from chargen.errors import ConfigError, TokenizerError
+from chargen.errors import ConfigError, GenerationError, TokenizerError
 from chargen.models import LanguageModel, State, build_stepper, expand_state, select_state
 from chargen.rng import uniforms
 from chargen.sampling import SamplingConfig
@@ -40,6 +41,8 @@ class Sample:
     logprobs: list[float] = field(default_factory=list)  # log p of each token as drawn (nats)
     entropies: list[float] = field(default_factory=list)  # entropy of each draw's distribution
     stop: str | None = None  # the stop sequence that ended the sample, if any
+    stop_reason: str = "length"  # length | stop (a stop sequence) | regex (a complete match)
+    matched: bool | None = None  # with --regex: whether the text matches it in full
 
 
 def encode_prompt(tokenizer: Tokenizer, prompt: str, unknown: str = "warn") -> list[int]:
@@ -68,6 +71,11 @@ def start_token(tokenizer: Tokenizer) -> int:
         return int(tokenizer.vocab.index("\n"))
     except ValueError:
         return 0
+
+
+def token_strings(tokenizer: Tokenizer) -> list[str]:
+    """The text of every token, by id (``<unk>`` as U+FFFD): the vocabulary constraints read."""
+    return tokenizer.token_texts(range(tokenizer.vocab_size))
 
 
 def check_request(length: int, num_samples: int) -> None:
@@ -166,8 +174,14 @@ def _generate_ids(
     state = expand_state(read_prompt(model, ids), rows)
     seeds = [seed + r for r in range(rows)]
     watcher = StopWatcher(stop)
-    # text is followed token by token only when someone reads it as it is made
-    follow = _TextFollower(tokenizer, rows, watcher, on_text) if watcher.stops or on_text else None
+    chain = SamplingChain(sampling, vocab=token_strings(tokenizer))  # built once for the loop
+    # text is followed token by token only when someone reads it as it is made, or a rule
+    # (a regex) may end a row
+    follow = (
+        _TextFollower(tokenizer, rows, watcher, on_text, chain)
+        if watcher.stops or on_text or chain.ends_rows
+        else None
+    )
     advance = follow.advance if follow is not None else None
     if engine == "numpy" or (engine == "auto" and numpy_generation.supports(model)):
         loop = numpy_generation.generate_loop(
@@ -178,9 +192,10 @@ def _generate_ids(
             sampling,
             seeds,
             advance,
+            chain,
         )
     else:
-        loop = _torch_loop(model, state, ids, length, sampling, seeds, advance)
+        loop = _torch_loop(model, state, ids, length, sampling, seeds, advance, chain)
     history, chosen, entropies, made = loop
     generated = history[:, len(ids) : len(ids) + made].tolist()
     samples = []
@@ -198,9 +213,25 @@ def _generate_ids(
                 logprobs=chosen[r, :count].tolist(),
                 entropies=entropies[r, :count].tolist(),
                 stop=follow.stops[r] if follow is not None else None,
+                stop_reason=follow.reasons[r] if follow is not None else "length",
+                matched=constraints.matches(sampling, text),
             )
         )
+    _warn_unmatched(samples, length)
     return samples
+
+
+def _warn_unmatched(samples: list[Sample], length: int) -> None:
+    """One warning naming the samples that stopped before their text matched --regex."""
+    short = [s for s in samples if s.matched is False]
+    if short:
+        seeds = ", ".join(str(s.seed) for s in short[:10]) + (", ..." if len(short) > 10 else "")
+        warnings.warn(
+            f"{len(short)} of {len(samples)} sample(s) (seed {seeds}) stopped (--length {length} "
+            "or a stop sequence) before completing --regex: the text is the start of a match, "
+            "not a match",
+            stacklevel=4,
+        )
 
 
 def _torch_loop(
@@ -211,8 +242,12 @@ def _torch_loop(
     sampling: SamplingConfig,
     seeds: list[int],
     advance: Callable[[list[int]], bool] | None,
+    chain: SamplingChain | None = None,
 ) -> numpy_generation.LoopResult:
-    """The plain path: the family's stepper and the torch sampling chain, on any device."""
+    """The plain path: the family's stepper and the torch sampling chain, on any device.
+
+    ``chain`` is ``sampling``'s, built by the caller (with the vocabulary constraints need).
+    """
     device = model.head.weight.device
     rows = len(seeds)
     history = torch.empty((rows, len(ids) + length), dtype=torch.long, device=device)
@@ -220,7 +255,8 @@ def _torch_loop(
     chosen = torch.zeros((rows, length), dtype=torch.float32)
     entropies = torch.zeros((rows, length), dtype=torch.float32)
     stepper = build_stepper(model)
-    chain = SamplingChain(sampling)  # built once for the whole loop
+    if chain is None:
+        chain = SamplingChain(sampling)  # built once for the whole loop
     chain.reset(seeds)
     n = len(ids)
     for t in range(length):
@@ -236,10 +272,16 @@ def _torch_loop(
 
 
 class _TextFollower:
-    """Per-sample text as it is made: stop sequences and the streaming callback."""
+    """Per-sample text as it is made: stop sequences, rows a rule ended (``chain.done``: a
+    complete regex match) and the streaming callback."""
 
     def __init__(
-        self, tokenizer: Tokenizer, rows: int, watcher: StopWatcher, on_text: TokenCallback | None
+        self,
+        tokenizer: Tokenizer,
+        rows: int,
+        watcher: StopWatcher,
+        on_text: TokenCallback | None,
+        chain: SamplingChain | None = None,
     ):
         self.tokenizer = tokenizer
         self.watcher = watcher
@@ -248,12 +290,15 @@ class _TextFollower:
         self.emitted = [0] * rows
         self.counts = [0] * rows
         self.stops: list[str | None] = [None] * rows
+        self.reasons = ["length"] * rows  # stop | regex once a row has stopped
+        self.chain = chain if chain is not None and chain.ends_rows else None
         self.active = list(range(rows))
 
     def advance(self, tokens: list[int]) -> bool:
         """Take one new token per row; False once every row has stopped."""
         still = []
         pieces = self.tokenizer.token_texts(tokens)
+        ended = self.chain.done() if self.chain is not None else None
         for r in self.active:
             self.counts[r] += 1
             before = len(self.texts[r])
@@ -262,11 +307,14 @@ class _TextFollower:
             if hit is not None:
                 self.texts[r] = self.texts[r][: hit[0]]
                 self.stops[r] = hit[1]
+                self.reasons[r] = "stop"
+            elif ended is not None and bool(ended[r]):
+                self.reasons[r] = "regex"
             end = len(self.texts[r]) if hit is not None else self.watcher.safe_end(self.texts[r])
             if self.on_text is not None and end > self.emitted[r]:
                 self.on_text(r, self.texts[r][self.emitted[r] : end])
             self.emitted[r] = max(self.emitted[r], end)
-            if hit is None:
+            if hit is None and self.reasons[r] == "length":
                 still.append(r)
         self.active = still
         return bool(still)
@@ -300,8 +348,13 @@ def beam_generate(
     sampling: SamplingConfig | None = None,
     unknown: str = "warn",
 ) -> list[Sample]:
-    """The ``beams`` best continuations (best first); ``Sample.logprobs`` holds one entry: the score."""
+    """The ``beams`` best continuations (best first); ``Sample.logprobs`` holds one entry: the score.
+
+    With ``--regex`` only complete matches come back (``beam.beam_search``), each ended where
+    its automaton could go no further or at ``length``; none within ``length`` is an error.
+    """
     check_request(length, 1)
+    sampling = (sampling or SamplingConfig()).validate()
     ids = encode_prompt(tokenizer, prompt, unknown) or [start_token(tokenizer)]
     was_training = model.training
     model.eval()
@@ -324,9 +377,15 @@ def beam_generate(
             length_penalty=length_penalty,
             cfg=sampling,
             history=ids,
+            vocab=token_strings(tokenizer),
         )
     finally:
         model.train(was_training)
+    if not found and sampling.regex is not None:
+        raise GenerationError(
+            f"no beam completed --regex within --length {length} tokens; raise --length"
+        )
+    ended = "regex" if sampling.regex is not None else "length"  # a shorter beam: a full match
     return [
         Sample(
             text=tokenizer.decode(tokens),
@@ -334,6 +393,8 @@ def beam_generate(
             tokens=tokens,
             pieces=tokenizer.token_texts(tokens),
             logprobs=[score],
+            stop_reason=ended if len(tokens) < length else "length",
+            matched=constraints.matches(sampling, tokenizer.decode(tokens)),
         )
         for tokens, score in found
     ]

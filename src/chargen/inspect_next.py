@@ -18,7 +18,7 @@ import torch
 
 from chargen.chain import SamplingChain
 from chargen.errors import ConfigError
-from chargen.generate import encode_prompt, read_prompt, start_token
+from chargen.generate import encode_prompt, read_prompt, start_token, token_strings
 from chargen.models import LanguageModel
 from chargen.sampling import SamplingConfig, entropy, process_logits
 from chargen.tokenizer import Tokenizer
@@ -121,7 +121,7 @@ def xray_table(
     """The distribution after each stage of ``cfg``'s chain; the prompt is the history the
     penalties read. The last column is what ``draw`` would sample from."""
     ids, logits = next_logits(model, tokenizer, prompt, unknown)
-    chain = SamplingChain(cfg)
+    chain = SamplingChain(cfg, vocab=token_strings(tokenizer))
     history = torch.tensor([ids], dtype=torch.long)
     labels, stages = zip(*chain.xray(logits, history), strict=True)
     return _table(prompt, list(labels), list(stages), logits, tokenizer, top)

@@ -91,10 +91,12 @@ def generate_loop(
     sampling: SamplingConfig,
     seeds: list[int],
     advance: Callable[[list[int]], bool] | None,
+    chain: SamplingChain | None = None,
 ) -> LoopResult:
     """Draw up to ``length`` tokens per row from ``state`` (the prompt read but its last token).
 
     ``advance(tokens)`` sees each new token per row and returns False to stop every row.
+    ``chain`` is ``sampling``'s, built by the caller (with the vocabulary constraints need).
     """
     rows = len(seeds)
     stepper = NumpyRNNStep(FusedStepper(model), rows)
@@ -105,7 +107,8 @@ def generate_loop(
     chosen = np.zeros((rows, length), dtype=np.float32)
     entropies = np.zeros((rows, length), dtype=np.float32)
     draws = UniformDraws(seeds)
-    chain = SamplingChain(sampling)
+    if chain is None:
+        chain = SamplingChain(sampling)
     chain.reset(seeds)
     simple = chain.numpy_ok  # every rule has a NumPy version (today: the temperature alone)
     n = len(ids)

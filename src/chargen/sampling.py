@@ -17,6 +17,14 @@ this order:
    keeps at least one token; top-k, top-p and min-p always keep the argmax (typical-p keeps
    the most *typical* token, see ``TypicalP``).
 
+The rules of ``samplers.py`` (llama.cpp's samplers, same names) join these stages: **DRY**
+is a penalty (stage 1, after the n-gram ban; it reads the history); **dynamic temperature**
+is the temperature stage (``T_dyn`` in ``[max(0, T - range), T + range]`` by the normalised
+entropy ``** exponent``, in place of ``l / T``); **top-nσ**, **XTC** and **mirostat v2** are
+truncations (stage 3, after typical-p, in that order); mirostat replaces the other
+truncations (combining them is an error). At ``T = 0`` DRY still applies and the others are
+skipped, as the truncations are.
+
 ``T = 0`` (any ``T < GREEDY_BELOW``) is greedy and no processor divides by it: the chain is
 stage 1 only, and ``process_logits`` returns a one-hot on the argmax of the penalised logits.
 Truncation is skipped because top-k, top-p and min-p always keep the argmax anyway, and the
@@ -134,7 +142,23 @@ class SamplingConfig:
     penalty_window: int = 64  # in [1, MAX_WINDOW]: how many recent tokens the penalties look at
     no_repeat_ngram_size: int = 0  # in [0, MAX_NGRAM]; 0 = off
     # --- the samplers of samplers.py (DRY, XTC, top-n-sigma, mirostat, dynamic temperature)
+    dry_multiplier: float = 0.0  # in [0, 100]; 0 = off: repeats pay multiplier * base ** excess
+    dry_base: float = 1.75  # in [1, 100]: DRY's growth per token of repeat past the allowed length
+    dry_allowed_length: int = 2  # in [1, 65536]: tokens a repeat may run before DRY penalises it
+    dry_penalty_last_n: int = -1  # -1 (the whole history) or in [0, 2**31 - 1]; 0 = off
+    dry_sequence_breakers: tuple[str, ...] = ("\n", ":", '"', "*")  # <= 64, each <= 40 chars
+    xtc_probability: float = 0.0  # in [0, 1]; 0 = off: chance per step that XTC cuts
+    xtc_threshold: float = 0.1  # in [0, 1]; > 0.5 = off: p a top choice must reach
+    top_n_sigma: float | None = None  # in (0, 100]: keep l >= max l - n * std(l)
+    mirostat_tau: float | None = None  # in (0, 100] bits per token (= per char for char models)
+    mirostat_eta: float = 0.1  # in (0, 1]: mirostat's learning rate
+    dynatemp_range: float = 0.0  # in [0, 100]; 0 = off: T_dyn in [max(0, T - r), T + r]
+    dynatemp_exponent: float = 1.0  # in (0, 100]: T_dyn follows normalised entropy ** this
     # --- the constraints of constraints.py (regex, banned characters and strings, logit bias)
+    regex: str | None = None  # the continuation must match it in full (re.fullmatch)
+    ban_chars: str = ""  # no token holding one of these characters (a lipogram: "eE")
+    ban_strings: tuple[str, ...] = ()  # never in the text, even across token boundaries
+    logit_bias: tuple[str, ...] = ()  # "TOKEN=BIAS": BIAS in [-100, 100] added to TOKEN's logit
 
     def validate(self) -> SamplingConfig:
         """Raise SamplingError (one line naming the CLI flag) on a value out of range; return self.
@@ -163,6 +187,12 @@ class SamplingConfig:
             raise SamplingError(
                 f"--no-repeat-ngram-size must be an integer in [0, {MAX_NGRAM}], got {n!r}"
             )
+        from chargen import constraints  # imports this module
+
+        constraints.check(self)
+        from chargen import samplers  # imports this module
+
+        samplers.check(self)
         return self
 
     @property

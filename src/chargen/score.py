@@ -2,6 +2,9 @@
 
 ``surprisal(t) = -log2 p(token t | tokens before t)`` in bits; the first token is predicted
 from the same start token an empty prompt uses. Bits per character = total bits / characters.
+
+``SURPRISAL_SCALE`` is the one colour scale for surprisal: this module's page and the
+playground (which gets it from ``GET /v1/model``) both colour and label by it.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import html
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,6 +25,46 @@ from chargen.models import LanguageModel
 from chargen.tokenizer import Tokenizer
 
 CHUNK = 512
+
+# Surprisal in bits -> background colour, one table for `score --html` and the playground.
+# Each bin holds from its ``from`` (bits) up to the next bin's; pale enough that black text
+# stays readable on every one (contrast >= 9:1). 1 bit is p = 1/2, 2 bits p = 1/4, 8 bits 1/256.
+SURPRISAL_SCALE: dict[str, Any] = {
+    "unit": "bits",
+    "title": "surprisal −log₂ p",
+    "bins": [
+        {"from": 0.0, "colour": "#ffffff", "label": "< 1"},
+        {"from": 1.0, "colour": "#fff3c4", "label": "1–2"},
+        {"from": 2.0, "colour": "#ffe08f", "label": "2–4"},
+        {"from": 4.0, "colour": "#ffc58a", "label": "4–6"},
+        {"from": 6.0, "colour": "#ffab94", "label": "6–8"},
+        {"from": 8.0, "colour": "#ff8f8f", "label": "≥ 8"},
+    ],
+}
+
+
+def surprisal_colour(bits: float) -> str:
+    """The scale's colour for ``bits`` (infinite or NaN: the top bin's)."""
+    bins = SURPRISAL_SCALE["bins"]
+    if not math.isfinite(bits):
+        return str(bins[-1]["colour"])
+    chosen = bins[0]
+    for b in bins:
+        if bits >= b["from"]:
+            chosen = b
+    return str(chosen["colour"])
+
+
+def surprisal_legend_html(per: str) -> str:
+    """The scale as one line of HTML (swatches are ``<i>``: a page's spans are its tokens)."""
+    swatches = " ".join(
+        f'<i class="sw" style="background:{b["colour"]}">{html.escape(b["label"])}</i>'
+        for b in SURPRISAL_SCALE["bins"]
+    )
+    return (
+        f"<p class=legend>{html.escape(SURPRISAL_SCALE['title'])}, in bits per {per}: "
+        f"{swatches} (pale = expected, red = surprising)</p>"
+    )
 
 
 @dataclass
@@ -66,7 +110,7 @@ def surprisal_html(
     copies: Sequence[tuple[int, int]] | None = None,
     min_span: int | None = None,
 ) -> str:
-    """A self-contained page: each token's background from white (0 bits) to red (>= 8 bits).
+    """A self-contained page: each token's background from ``SURPRISAL_SCALE``.
 
     ``copies``: ``(start, end)`` character ranges of the scored text (the pieces joined) found
     verbatim in the training text, merged and in order (``run_novelty.merge_spans``); they are
@@ -77,11 +121,10 @@ def surprisal_html(
         marked[start:end] = b"\x01" * (min(end, len(marked)) - start)
     spans = []
     at = 0
+    per = "character" if all(len(p) <= 1 for p in scored.pieces) else "token"
     for piece, b in zip(scored.pieces, scored.bits.tolist(), strict=True):
-        level = min(1.0, b / 8.0)
-        colour = f"rgb(255,{int(255 * (1 - level))},{int(255 * (1 - level))})"
         spans.append(
-            f'<span style="background:{colour}" title="{b:.2f} bits">'
+            f'<span style="background:{surprisal_colour(b)}" title="{b:.2f} bits">'
             f"{_marked_piece(piece, marked[at : at + len(piece)])}</span>"
         )
         at += len(piece)
@@ -99,10 +142,11 @@ def surprisal_html(
         f"<title>{html.escape(title)}</title><style>body{{font-family:sans-serif;margin:2em}}"
         "pre{white-space:pre-wrap;font-family:monospace;line-height:1.5}"
         ".copy{text-decoration:underline solid #1d4ed8;text-decoration-thickness:3px;"
-        "text-underline-offset:3px;text-decoration-skip-ink:none}</style></head><body>"
+        "text-underline-offset:3px;text-decoration-skip-ink:none}"
+        ".sw{font-style:normal;padding:0 .4em;border:1px solid #ccd}</style></head><body>"
         f"<h1>{html.escape(title)}</h1><p>{scored.bits_per_char:.4f} bits per character over "
-        f"{scored.chars:,} characters. Hover a character for its surprisal; white = 0 bits, red = 8+ bits.</p>"
-        f"{legend}<pre>{''.join(spans)}</pre></body></html>\n"
+        f"{scored.chars:,} characters. Hover a {per} for its surprisal.</p>"
+        f"{surprisal_legend_html(per)}{legend}<pre>{''.join(spans)}</pre></body></html>\n"
     )
 
 

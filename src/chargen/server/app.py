@@ -24,7 +24,8 @@ import torch
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from chargen import checkpoint as ckpt
@@ -33,9 +34,10 @@ from chargen.errors import ChargenError
 from chargen.generate import encode_prompt, start_token
 from chargen.inspect_next import next_logits
 from chargen.sampling import SamplingConfig
-from chargen.score import score_text
+from chargen.score import SURPRISAL_SCALE, score_text
 from chargen.server.batcher import Batcher, Job, QueueFull, failure_line
 from chargen.server.body import BoundedBody
+from chargen.server.seed_text import seed_text
 
 STATIC = Path(__file__).resolve().parent / "static"
 log = logging.getLogger("chargen.server")
@@ -88,6 +90,22 @@ class GenerateRequest(BaseModel):
     presence_penalty: float = 0.0
     penalty_window: int = 64
     no_repeat_ngram_size: int = 0
+    dry_multiplier: float = 0.0
+    dry_base: float = 1.75
+    dry_allowed_length: int = 2
+    dry_penalty_last_n: int = -1
+    dry_sequence_breakers: tuple[str, ...] = ("\n", ":", '"', "*")
+    xtc_probability: float = 0.0
+    xtc_threshold: float = 0.1
+    top_n_sigma: float | None = None
+    mirostat_tau: float | None = None
+    mirostat_eta: float = 0.1
+    dynatemp_range: float = 0.0
+    dynatemp_exponent: float = 1.0
+    regex: str | None = None
+    ban_chars: str = ""
+    ban_strings: list[str] = Field(default_factory=list)
+    logit_bias: list[str] = Field(default_factory=list)  # "TOKEN=BIAS"
     seed: int = Field(0, ge=0, le=MAX_SEED)
     stop: list[str] = Field(default_factory=list)
     stream: bool = False
@@ -97,10 +115,15 @@ class GenerateRequest(BaseModel):
     def _text(cls, value: str) -> str:
         return _no_lone_surrogates(value)
 
-    @field_validator("stop")
+    @field_validator("stop", "ban_strings", "logit_bias")
     @classmethod
     def _stops(cls, value: list[str]) -> list[str]:
         return [_no_lone_surrogates(v) for v in value]
+
+    @field_validator("regex", "ban_chars")
+    @classmethod
+    def _pattern(cls, value: str | None) -> str | None:
+        return value if value is None else _no_lone_surrogates(value)
 
 
 class ScoreRequest(BaseModel):
@@ -162,6 +185,20 @@ def _finite_or_none(values: list[float]) -> list[float | None]:
     return [v if math.isfinite(v) else None for v in values]
 
 
+SWAGGER_FILES = ("swagger-ui-bundle.js", "swagger-ui.css")
+
+
+def _swagger_assets() -> Path | None:
+    """The folder of Swagger UI's files shipped by ``swagger-ui-bundle-v2`` (the serve extra),
+    None when that package is absent."""
+    try:
+        from swagger_ui_bundle import swagger_ui_path
+    except ImportError:
+        return None
+    folder = Path(str(swagger_ui_path))
+    return folder if all((folder / name).is_file() for name in SWAGGER_FILES) else None
+
+
 def create_app(
     run_dir: str | Path, limits: ServerLimits | None = None, cors_origins: list[str] | None = None
 ) -> FastAPI:
@@ -181,6 +218,8 @@ def create_app(
         version="1",
         description=f"Generation from the run {run.name}",
         lifespan=lifespan,
+        docs_url=None,  # served below from local assets: /docs works with no network
+        redoc_url=None,
     )
     app.state.batcher = batcher
     app.add_middleware(
@@ -223,6 +262,36 @@ def create_app(
             raise HTTPException(404, "no such asset")
         return FileResponse(STATIC / name)
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> FileResponse:
+        return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
+
+    swagger = _swagger_assets()
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        """Swagger UI from the swagger-ui-bundle-v2 package's files (a CDN only without it)."""
+        local = (
+            {
+                "swagger_js_url": f"/docs/{SWAGGER_FILES[0]}",
+                "swagger_css_url": f"/docs/{SWAGGER_FILES[1]}",
+            }
+            if swagger
+            else {}
+        )
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title}: API",
+            swagger_favicon_url="/favicon.ico",
+            **local,
+        )
+
+    @app.get("/docs/{name}", include_in_schema=False)
+    def docs_asset(name: str) -> FileResponse:
+        if swagger is None or name not in SWAGGER_FILES:
+            raise HTTPException(404, "no such asset")
+        return FileResponse(swagger / name)
+
     @app.get("/healthz")
     def healthz() -> JSONResponse:
         """200 while the generation loop is ticking; 503 when it has stopped or is stuck."""
@@ -236,9 +305,17 @@ def create_app(
             status_code=200 if ok else 503,
         )
 
+    default_prompt: list[Any] = []  # computed on the first request (it may read the corpus)
+
     @app.get("/v1/model")
     def model_info() -> dict[str, Any]:
+        """The run, its curves, its default prompt (``seed_text``: the window of its corpus the
+        trainer's samples start from; empty for a ``--lines`` run or when the corpus is not
+        here, ``seed_text_note`` says which), units and the surprisal colour scale."""
         metrics = ckpt.MetricsLog(run).read()
+        if not default_prompt:
+            default_prompt.append(seed_text(config, tokenizer, metrics))
+        prompt = default_prompt[0]
         return {
             "run": run.name,
             "vocab_size": tokenizer.vocab_size,
@@ -246,6 +323,14 @@ def create_app(
             "config": _public_config(config),
             "metrics": [m for m in metrics if m.get("kind") in ("train", "eval")],
             "limits": limits.__dict__,
+            "seed_text": prompt.text,
+            "seed_text_origin": prompt.origin,
+            "seed_text_note": prompt.note,
+            "units": {
+                "surprisal": "bits",
+                "per": "character" if tokenizer.kind == "char" else "token",
+            },
+            "surprisal_scale": SURPRISAL_SCALE,
         }
 
     def check_caps(req: GenerateRequest) -> None:
@@ -277,7 +362,7 @@ def create_app(
         job = Job(
             ids,
             req.length,
-            SamplingChain(cfg),
+            SamplingChain(cfg, vocab=batcher.pieces),
             req.seed,
             [s for s in req.stop if s],
             arrived + limits.timeout_s,
@@ -317,6 +402,7 @@ def create_app(
             "text": event["text"],
             "stop_reason": event["stop_reason"],
             "stop": event["stop"],
+            "matched": event.get("matched"),
             "tokens": tokens,
             "warnings": notes,
         }

@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from chargen import constraints
 from chargen.chain import SamplingChain
 from chargen.errors import ChargenError
 from chargen.generate import StopWatcher
@@ -282,6 +283,8 @@ class Batcher:
         if hit is not None:
             job.text = job.text[: hit[0]]
             self._finish(job, "stop", hit[1])
+        elif job.chain.ends_rows and bool(job.chain.done()[0]):  # type: ignore[index]
+            self._finish(job, "regex")  # a complete match that cannot go on (a group of one)
         elif job.made >= job.length:
             self._finish(job, "length")
 
@@ -294,6 +297,8 @@ class Batcher:
                     "stop": stop,
                     "text": job.text,
                     "tokens": job.made,
+                    # with a regex: whether the text matches it in full (None without)
+                    "matched": constraints.matches(job.chain.cfg, job.text),
                 }
             )
 
