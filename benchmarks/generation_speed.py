@@ -7,7 +7,11 @@ with its fused single-token step, and the ``torch`` engine with each token throu
 ``model(ids, state)`` (PyTorch's LSTM kernel), the baseline. It checks that all three draw the
 same tokens. Medians of ``--repeats`` runs.
 
-    python benchmarks/generation_speed.py [--repeats 3]
+``--chains`` times one stream of LSTM 128 with sampling chains of growing length, on the
+default engine: temperature alone (the NumPy draw) is the baseline of the same run; every other
+rule runs the torch processors on each step (the bar for a full chain is 5,000 chars/s).
+
+    python benchmarks/generation_speed.py [--repeats 3] [--chains]
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import chargen.generate as generate_module  # noqa: E402
 from chargen.config import ModelConfig  # noqa: E402
 from chargen.generate import generate  # noqa: E402
 from chargen.models import ForwardStepper, build_model, build_stepper  # noqa: E402
+from chargen.sampling import SamplingConfig  # noqa: E402
 from chargen.tokenizer import build_tokenizer  # noqa: E402
 
 WAYS = {  # name: (engine, single-token step of the torch engine)
@@ -56,12 +61,47 @@ def timed(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
+CHAINS = {  # name: the sampling rules, one stream of LSTM 128
+    "temperature 0.8 (baseline)": {"temperature": 0.8},
+    "top-k 40": {"top_k": 40},
+    "top-p 0.9": {"top_p": 0.9},
+    "penalties + top-p": {"repetition_penalty": 1.2, "frequency_penalty": 0.1, "top_p": 0.9},
+    "penalties, DRY, top-p, regex": {
+        "repetition_penalty": 1.2,
+        "dry_multiplier": 0.8,
+        "top_p": 0.9,
+        "regex": "[^\\n]*",
+    },
+}
+
+
+def chains(tok, repeats: int, length: int = 2000) -> None:
+    """One stream of LSTM 128 through each chain of ``CHAINS``, default engine."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(vocab_size=59, embed_dim=64, hidden_size=128)).eval()
+    print("\n| LSTM 128, 1 stream | chars/s | / baseline |\n|---|---:|---:|")
+    base = None
+    for name, rules in CHAINS.items():
+        cfg = SamplingConfig(**rules)
+
+        def once(c: SamplingConfig = cfg) -> None:
+            generate(model, tok, "(", length=length, sampling=c, seed=1)
+
+        speed = length / timed(once, repeats)
+        base = base or speed
+        print(f"| {name} | {speed:,.0f} | x{speed / base:.2f} |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--chains", action="store_true", help="time sampling chains instead")
     args = parser.parse_args()
     print(describe())
     tok = build_tokenizer("char", "".join(chr(40 + i) for i in range(59)))
+    if args.chains:
+        chains(tok, args.repeats)
+        return 0
     names = list(WAYS)
     print(
         "\n| model | streams | "
