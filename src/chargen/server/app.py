@@ -352,9 +352,12 @@ def create_app(
                 f"each stop string must be at most {limits.max_stop_chars} characters on this server"
             )
 
-    def make_job(req: GenerateRequest, request: Request) -> tuple[Job, list[str]]:
+    async def make_job(req: GenerateRequest, request: Request) -> tuple[Job, list[str]]:
         check_caps(req)
         cfg = _sampling(req)
+        # a regex automaton can take a moment to build on a large vocabulary: off the event
+        # loop, so other requests are answered meanwhile
+        chain = await asyncio.to_thread(SamplingChain, cfg, vocab=batcher.pieces)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             ids = encode_prompt(tokenizer, req.prompt, "warn") or [start_token(tokenizer)]
@@ -362,7 +365,7 @@ def create_app(
         job = Job(
             ids,
             req.length,
-            SamplingChain(cfg, vocab=batcher.pieces),
+            chain,
             req.seed,
             [s for s in req.stop if s],
             arrived + limits.timeout_s,
@@ -378,7 +381,7 @@ def create_app(
 
     @app.post("/v1/generate")
     async def generate(req: GenerateRequest, request: Request) -> Any:
-        job, notes = make_job(req, request)
+        job, notes = await make_job(req, request)
         if req.stream:
             return StreamingResponse(
                 _events(job, notes),
