@@ -40,12 +40,14 @@ import torch
 from chargen.errors import SamplingError
 from chargen.rng import uniforms
 from chargen.sampling import (
-    GREEDY_BELOW,
     NEG_INF,
     PENALTY,
     TEMPERATURE,
     TRUNCATION,
     LogitsProcessor,
+)
+from chargen.sampling_config import (
+    GREEDY_BELOW,
     SamplingConfig,
     _check_range,
     _is_int,
