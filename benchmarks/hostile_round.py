@@ -29,11 +29,8 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe  # noqa: E402
 
-ROWS: list[tuple[str, str, str]] = []
-
 
 def row(attempt: str, expected: str, observed: str) -> None:
-    ROWS.append((attempt, expected, observed))
     print(f"| {attempt} | {expected} | {observed} |", flush=True)
 
 
@@ -122,6 +119,11 @@ def while_running(url: str, hostile: Callable[[], Any], n: int) -> tuple[float, 
     return statistics.median(latencies), results
 
 
+def slowed(waited: float, idle: float) -> str:
+    """The bystander's median latency beside the idle baseline."""
+    return f"bystander {waited * 1000:.0f} ms (idle {idle * 1000:.0f} ms)"
+
+
 def detail(res: httpx.Response) -> str:
     try:
         return f"{res.status_code} `{res.json()['detail'][:70]}`"
@@ -194,7 +196,7 @@ def hostile_round(url: str, port: int, proc: subprocess.Popen[str]) -> None:
     row(
         "4 × chunked 320 KB prompts",
         "413; bystanders unharmed",
-        f"{statuses[0][9:]}; bystander {waited * 1000:.0f} ms (idle {idle * 1000:.0f} ms)",
+        f"{statuses[0][9:]}; {slowed(waited, idle)}",
     )
     status, took = raw(port, head("Content-Length: 1000\r\n"), [b'{"length": 1'])
     row("promise 1,000 bytes, send 12", "408 within 10 s", f"{status[9:]} after {took:.1f} s")
@@ -207,7 +209,7 @@ def hostile_round(url: str, port: int, proc: subprocess.Popen[str]) -> None:
     row(
         "4 × 16,384-char prompts (the cap) + a 5-token bystander",
         "read in slices; bystander waits little",
-        f"{set(codes)}; bystander {waited * 1000:.0f} ms (idle {idle * 1000:.0f} ms)",
+        f"{set(codes)}; {slowed(waited, idle)}",
     )
     res = httpx.post(f"{url}/v1/generate", json={"prompt": "the " * 16_000}, timeout=30)
     row("64 KB prompt", "422 past 16,384 characters", detail(res))
@@ -222,7 +224,7 @@ def hostile_round(url: str, port: int, proc: subprocess.Popen[str]) -> None:
     row(
         "4 × 16 stop strings of 256 chars, 400 tokens",
         "bystander slowed little",
-        f"{set(codes)}; bystander {waited * 1000:.0f} ms (idle {idle * 1000:.0f} ms)",
+        f"{set(codes)}; {slowed(waited, idle)}",
     )
 
     body = json.dumps({"length": 2000}).encode()

@@ -140,11 +140,12 @@ def run_cell(path: Path, minutes: float, flags: list[str], seed: int, data_dir: 
         budget = ["--minutes", f"{minutes:g}", "--seed", str(seed)]
         cmd = train_command(str(path), out, data_dir, *flags, *budget)
         shown = shlex.join(["python", *cmd[1:]]).replace(str(path), "SLICE").replace(out, "RUN")
+        limit = minutes * 180 + 300
         start = time.perf_counter()
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=minutes * 180 + 300)
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=limit)
         except subprocess.TimeoutExpired:
-            return {"cmd": shown, "error": f"no end after {minutes * 180 + 300:.0f} s"}
+            return {"cmd": shown, "error": f"no end after {limit:.0f} s"}
         wall = time.perf_counter() - start
         if proc.returncode in (130, 143, -2, -15):  # chargen train stopped by SIGINT / SIGTERM
             raise KeyboardInterrupt

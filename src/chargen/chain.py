@@ -61,9 +61,16 @@ class SamplingChain:
         )
         self.greedy = cfg.greedy
         self.reads_history = any(rule.reads_history for rule in self.rules)
-        self.stateful = any(rule.stateful for rule in self.rules)
+        self._stateful = [rule for rule in self.rules if rule.stateful]
+        self.stateful = bool(self._stateful)
         self.numpy_ok = all(rule.has_numpy for rule in self.rules)
-        self.ends_rows = any(getattr(rule, "ends_rows", False) for rule in self.rules)
+        self.ends_rows = any(rule.ends_rows for rule in self.rules)
+        # equal for chains whose rows can share one pass: same rules, no history, no state
+        self.key: Hashable = (
+            ("own", id(self))
+            if self.reads_history or self.stateful
+            else tuple(sorted(self.cfg.to_dict().items()))
+        )
 
     @property
     def penalties(self) -> list[LogitsProcessor]:
@@ -75,33 +82,20 @@ class SamplingChain:
         """The rules of the last stage (on the tempered distribution)."""
         return [rule for rule in self.rules if rule.stage == TRUNCATION]
 
-    @property
-    def key(self) -> Hashable:
-        """Equal for chains whose rows can share one pass: same rules, no history read.
-
-        A chain that reads the history has a key of its own (its identity).
-        """
-        if self.reads_history or self.stateful:
-            return ("own", id(self))
-        return tuple(sorted(self.cfg.to_dict().items()))
-
     def reset(self, seeds: list[int]) -> None:
         """Fresh per-row state for stateful rules, one row per seed."""
-        for rule in self.rules:
-            if rule.stateful:
-                rule.reset(seeds)  # type: ignore[attr-defined]
+        for rule in self._stateful:
+            rule.reset(seeds)  # type: ignore[attr-defined]
 
     def observe(self, tokens: torch.Tensor, logprobs: torch.Tensor) -> None:
         """Tell stateful rules which tokens were drawn (B,) from which distribution (B, V)."""
-        for rule in self.rules:
-            if rule.stateful:
-                rule.observe(tokens, logprobs)  # type: ignore[attr-defined]
+        for rule in self._stateful:
+            rule.observe(tokens, logprobs)  # type: ignore[attr-defined]
 
     def select(self, rows: torch.Tensor) -> None:
         """Beam search kept ``rows``: stateful rules keep their state for those rows."""
-        for rule in self.rules:
-            if rule.stateful:
-                rule.select(rows)  # type: ignore[attr-defined]
+        for rule in self._stateful:
+            rule.select(rows)  # type: ignore[attr-defined]
 
     def xray(self, logits: torch.Tensor, history: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
         """(label, log-probabilities) of the model's distribution, then after each rule in turn;
@@ -120,7 +114,7 @@ class SamplingChain:
         """(B,) bool: rows a rule has ended (a regex automaton that can go no further, its text
         a full match); None when no rule ends rows. The loops stop such a row as they stop one
         that wrote a stop string."""
-        ended = [rule.done() for rule in self.rules if getattr(rule, "ends_rows", False)]
+        ended = [rule.done() for rule in self.rules if rule.ends_rows]  # type: ignore[attr-defined]
         return torch.stack(ended).any(dim=0) if ended else None
 
     def logprobs(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:

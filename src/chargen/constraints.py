@@ -64,7 +64,7 @@ import numpy as np
 import torch
 
 from chargen.errors import GenerationError, SamplingError
-from chargen.sampling import NEG_INF, PENALTY, LogitsProcessor, SamplingConfig
+from chargen.sampling import NEG_INF, PENALTY, LogitsProcessor, Rule, SamplingConfig
 
 MAX_REGEX_CHARS = 1000
 MAX_STATES = 10_000  # automaton states interegular may visit while building one pattern
@@ -477,7 +477,7 @@ def _check_size(logits: torch.Tensor, size: int) -> None:
 
 
 # --------------------------------------------------------------------------- rules
-class Regex:
+class Regex(Rule):
     """Masks every token that cannot continue a full match of the pattern (see the module notes).
 
     State: the automaton state of each row. ``reset`` starts each row at the initial state
@@ -487,9 +487,7 @@ class Regex:
     """
 
     stage: ClassVar[int] = PENALTY
-    reads_history: ClassVar[bool] = False
     stateful: ClassVar[bool] = True
-    has_numpy: ClassVar[bool] = False
     ends_rows: ClassVar[bool] = True
 
     def __init__(self, pattern: str, bans: tuple[str, ...], vocab: tuple[str, ...]) -> None:
@@ -548,13 +546,10 @@ class Regex:
         return torch.tensor([self._finished(s) for s in self.states or []], dtype=torch.bool)
 
 
-class BanChars:
+class BanChars(Rule):
     """Masks every token whose text holds a banned character."""
 
     stage: ClassVar[int] = PENALTY
-    reads_history: ClassVar[bool] = False
-    stateful: ClassVar[bool] = False
-    has_numpy: ClassVar[bool] = False
 
     def __init__(self, chars: str, vocab: tuple[str, ...]) -> None:
         banned = frozenset(chars)
@@ -568,7 +563,7 @@ class BanChars:
         return _no_empty_rows(masked, "--ban-chars")
 
 
-class BanStrings:
+class BanStrings(Rule):
     """Masks every token that would complete a banned string, inside the token or across the
     boundary with the text before it (the history decoded, prompt included).
 
@@ -580,8 +575,6 @@ class BanStrings:
 
     stage: ClassVar[int] = PENALTY
     reads_history: ClassVar[bool] = True
-    stateful: ClassVar[bool] = False
-    has_numpy: ClassVar[bool] = False
 
     def __init__(self, strings: tuple[str, ...], vocab: tuple[str, ...]) -> None:
         self.vocab = vocab
@@ -611,13 +604,10 @@ class BanStrings:
         return _no_empty_rows(masked, "--ban-strings")
 
 
-class LogitBias:
+class LogitBias(Rule):
     """Adds each named token's bias to its logit: ``l + b``."""
 
     stage: ClassVar[int] = PENALTY
-    reads_history: ClassVar[bool] = False
-    stateful: ClassVar[bool] = False
-    has_numpy: ClassVar[bool] = False
 
     def __init__(self, entries: tuple[str, ...], vocab: tuple[str, ...]) -> None:
         ids: dict[str, int] = {}

@@ -26,10 +26,8 @@ memory-maps, so a prepared corpus's index is built once and opened in millisecon
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -38,7 +36,7 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 from pydivsufsort import divsufsort
 
-from chargen.atomic import atomic_write_text
+from chargen.atomic import atomic_write_text, atomic_write_with
 from chargen.errors import CheckpointError, ConfigError, CorpusError
 
 Label = Literal["train", "val", "new"]
@@ -334,7 +332,10 @@ def _suffix_array(codes: np.ndarray) -> np.ndarray:
     if n == 0:
         return np.zeros(0, dtype=np.int32)
     width = codes.dtype.itemsize
-    order = divsufsort(np.ascontiguousarray(codes).view(np.uint8))
+    data = np.ascontiguousarray(codes).view(np.uint8)
+    if not data.flags.writeable:  # pydivsufsort refuses read-only buffers (e.g. a memmap)
+        data = data.copy()
+    order = divsufsort(data)
     if width > 1:  # suffixes of the big-endian bytes that start on a code boundary
         order = order[order % width == 0] // width
     return np.ascontiguousarray(order, dtype=np.int32 if n < 1 << 31 else np.int64)
@@ -368,20 +369,5 @@ def _maximal(lengths: list[int], where: list[int], min_span: int) -> list[Span]:
 
 
 def _save_array(path: Path, array: np.ndarray) -> None:
-    """``np.save`` to a temporary name in the same folder, fsync, rename (streams memmaps)."""
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise CheckpointError(f"cannot write {path}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.save(handle, array, allow_pickle=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise CheckpointError(f"cannot write {path}: {exc.strerror or exc}") from None
-        raise
+    """``np.save`` written atomically (streams memmaps); CheckpointError when it cannot be."""
+    atomic_write_with(path, lambda handle: np.save(handle, array, allow_pickle=False))

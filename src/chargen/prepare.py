@@ -600,14 +600,6 @@ def _check_encoding(encoding: str) -> None:
 # --------------------------------------------------------------------------- novelty index
 
 
-def writable_ids(prepared: PreparedData) -> np.ndarray:
-    """``prepared.ids`` mapped copy-on-write: a writable array (libdivsufsort refuses read-only
-    buffers) whose pages are shared with the file until written, and never written back."""
-    if not len(prepared.ids):
-        return np.zeros(0, dtype=prepared.ids.dtype)
-    return np.memmap(prepared.path / TOKENS, dtype=prepared.ids.dtype, mode="c")
-
-
 def novelty_stamp(prepared: PreparedData, train_tokens: int) -> dict[str, Any]:
     """What a saved novelty index was built from: the data folder's checksum, sizes and
     options, a hash of its vocabulary, and how many leading tokens (the training split) it
@@ -641,7 +633,7 @@ def build_novelty_index(
         raise ConfigError(NOVELTY_CHAR_ONLY)
     if prepared.meta.get("lines", False):
         raise ConfigError(NOVELTY_NOT_LINES)
-    train, _ = split_ids(writable_ids(prepared), val_fraction)
+    train, _ = split_ids(prepared.ids, val_fraction)
     target = prepared.path / NOVELTY_DIR
     try:
         (target / NOVELTY_BUILT_FROM).unlink(missing_ok=True)

@@ -53,11 +53,9 @@ class RunCorpus:
     prepared: PreparedData | None = None
 
     def ids(self, tokenizer: Tokenizer) -> np.ndarray:
-        """Token ids of the whole corpus (memory-mapped, copy-on-write, for a prepared folder)."""
+        """Token ids of the whole corpus (memory-mapped for a prepared folder)."""
         if self.prepared is not None:
-            from chargen.prepare import writable_ids
-
-            return writable_ids(self.prepared)
+            return self.prepared.ids
         assert self.text is not None
         return tokenizer.encode(self.text, unknown="warn")
 

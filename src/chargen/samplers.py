@@ -45,6 +45,7 @@ from chargen.sampling import (
     TEMPERATURE,
     TRUNCATION,
     LogitsProcessor,
+    Rule,
 )
 from chargen.sampling_config import (
     GREEDY_BELOW,
@@ -179,7 +180,7 @@ def rules(cfg: SamplingConfig, vocab: Sequence[str] | None = None) -> list[Logit
 
 # --------------------------------------------------------------------------- DRY
 @dataclass
-class DRY:
+class DRY(Rule):
     """DRY, "don't repeat yourself" (p-e-w, 2024), as llama.cpp computes it.
 
     Over the window ``w`` = the last ``penalty_last_n`` tokens of the history (``-1``: all of
@@ -205,8 +206,6 @@ class DRY:
 
     stage: ClassVar[int] = PENALTY
     reads_history: ClassVar[bool] = True
-    stateful: ClassVar[bool] = False
-    has_numpy: ClassVar[bool] = False
     needs_vocabulary: ClassVar[bool] = True
 
     multiplier: float
@@ -360,7 +359,7 @@ def _spell(text: str, pieces: list[str]) -> tuple[int, ...] | None:
 
 # --------------------------------------------------------------------------- dynamic temperature
 @dataclass
-class DynamicTemperature:
+class DynamicTemperature(Rule):
     """Entropy-driven temperature (kalomaze's DynaTemp), as llama.cpp's ``temp_ext``.
 
     With ``l`` the logits before any temperature, ``N`` the tokens still live (``l > -inf``),
@@ -378,9 +377,6 @@ class DynamicTemperature:
     """
 
     stage: ClassVar[int] = TEMPERATURE
-    reads_history: ClassVar[bool] = False
-    stateful: ClassVar[bool] = False
-    has_numpy: ClassVar[bool] = False
 
     temperature: float
     delta: float
@@ -411,7 +407,7 @@ class DynamicTemperature:
 
 # --------------------------------------------------------------------------- top-n-sigma
 @dataclass
-class TopNSigma:
+class TopNSigma(Rule):
     """Top-nσ (Tang et al. 2024), as llama.cpp: keeps ``l >= max l - n * σ``.
 
     ``σ`` is the population standard deviation (divide by the count) of the live logits
@@ -421,9 +417,6 @@ class TopNSigma:
     """
 
     stage: ClassVar[int] = TRUNCATION
-    reads_history: ClassVar[bool] = False
-    stateful: ClassVar[bool] = False
-    has_numpy: ClassVar[bool] = False
 
     n: float
 
@@ -452,8 +445,10 @@ class _Rows:
         self.tensors = {k: v[index] for k, v in self.tensors.items()}
 
 
-class _Stateful:
+class _Stateful(Rule):
     """``reset`` / ``select`` and the lazy start shared by the stateful rules."""
+
+    stateful: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         self._rows = _Rows()
@@ -500,9 +495,6 @@ class XTC(_Stateful):
     """
 
     stage: ClassVar[int] = TRUNCATION
-    reads_history: ClassVar[bool] = False
-    stateful: ClassVar[bool] = True
-    has_numpy: ClassVar[bool] = False
 
     probability: float
     threshold: float = 0.1
@@ -558,9 +550,6 @@ class MirostatV2(_Stateful):
     """
 
     stage: ClassVar[int] = TRUNCATION
-    reads_history: ClassVar[bool] = False
-    stateful: ClassVar[bool] = True
-    has_numpy: ClassVar[bool] = False
 
     tau: float
     eta: float = 0.1

@@ -119,8 +119,21 @@ class LogitsProcessor(Protocol):
     reads_history: ClassVar[bool]
     stateful: ClassVar[bool]
     has_numpy: ClassVar[bool]
+    ends_rows: ClassVar[bool]
 
     def __call__(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor: ...
+
+
+class Rule:
+    """Base of the rules: each declares its ``stage`` and only what differs from these
+    defaults (reads no history, keeps no state, no NumPy version, ends no row; ``ends_rows``:
+    it can say a row is finished, see ``chain.SamplingChain.done``)."""
+
+    stage: ClassVar[int]
+    reads_history: ClassVar[bool] = False
+    stateful: ClassVar[bool] = False
+    has_numpy: ClassVar[bool] = False
+    ends_rows: ClassVar[bool] = False
 
 
 def _window_counts(history: torch.Tensor, logits: torch.Tensor, window: int) -> torch.Tensor:
@@ -133,7 +146,7 @@ def _window_counts(history: torch.Tensor, logits: torch.Tensor, window: int) -> 
 
 
 @dataclass
-class RepetitionPenalty:
+class RepetitionPenalty(Rule):
     """CTRL (Keskar et al. 2019) for tokens in the window: ``l / r`` if ``l > 0`` else ``l * r``.
 
     ``r > 1`` makes a recent token less likely whatever the sign of its logit.
@@ -141,8 +154,6 @@ class RepetitionPenalty:
 
     stage: ClassVar[int] = PENALTY
     reads_history: ClassVar[bool] = True
-    stateful: ClassVar[bool] = False
-    has_numpy: ClassVar[bool] = False
 
     penalty: float
     window: int = 64
@@ -154,13 +165,11 @@ class RepetitionPenalty:
 
 
 @dataclass
-class FrequencyPenalty:
+class FrequencyPenalty(Rule):
     """``l - f * count(token in window)`` (OpenAI's frequency penalty)."""
 
     stage: ClassVar[int] = PENALTY
     reads_history: ClassVar[bool] = True
-    stateful: ClassVar[bool] = False
-    has_numpy: ClassVar[bool] = False
 
     penalty: float
     window: int = 64
@@ -170,13 +179,11 @@ class FrequencyPenalty:
 
 
 @dataclass
-class PresencePenalty:
+class PresencePenalty(Rule):
     """``l - p * [count(token in window) > 0]`` (OpenAI's presence penalty)."""
 
     stage: ClassVar[int] = PENALTY
     reads_history: ClassVar[bool] = True
-    stateful: ClassVar[bool] = False
-    has_numpy: ClassVar[bool] = False
 
     penalty: float
     window: int = 64
@@ -187,7 +194,7 @@ class PresencePenalty:
 
 
 @dataclass
-class NoRepeatNGram:
+class NoRepeatNGram(Rule):
     """Bans (``-inf``) every token ``x`` such that ``history[-(n-1):] + [x]`` already occurs in the row.
 
     The whole history counts (prompt included). ``n = 1`` bans every token seen. If every token
@@ -196,8 +203,6 @@ class NoRepeatNGram:
 
     stage: ClassVar[int] = PENALTY
     reads_history: ClassVar[bool] = True
-    stateful: ClassVar[bool] = False
-    has_numpy: ClassVar[bool] = False
 
     n: int
 
@@ -218,7 +223,7 @@ class NoRepeatNGram:
 
 
 @dataclass
-class Temperature:
+class Temperature(Rule):
     """``(l - max l) / T`` for ``T > 0``: ``softmax`` of it is ``softmax(l / T)``.
 
     The shift changes no probability and keeps ``l / T`` finite for tiny ``T``. ``T < 1``
@@ -226,8 +231,6 @@ class Temperature:
     """
 
     stage: ClassVar[int] = TEMPERATURE
-    reads_history: ClassVar[bool] = False
-    stateful: ClassVar[bool] = False
     has_numpy: ClassVar[bool] = True
 
     temperature: float
@@ -237,7 +240,7 @@ class Temperature:
 
 
 @dataclass
-class TopK:
+class TopK(Rule):
     """Keeps the ``k`` largest logits (all of them if ``k >= V``), ``-inf`` elsewhere.
 
     Ties: exactly ``k`` tokens are kept; among equal logits the lower token id wins (a stable
@@ -245,9 +248,6 @@ class TopK:
     """
 
     stage: ClassVar[int] = TRUNCATION
-    reads_history: ClassVar[bool] = False
-    stateful: ClassVar[bool] = False
-    has_numpy: ClassVar[bool] = False
 
     k: int
 
@@ -273,7 +273,7 @@ def _keep_prefix_reaching(probs: torch.Tensor, order: torch.Tensor, mass: float)
 
 
 @dataclass
-class TopP:
+class TopP(Rule):
     """Nucleus (Holtzman et al. 2020): the smallest set of most likely tokens with mass ``>= p``.
 
     Tokens are ranked by probability (ties: lower id first) and kept until their cumulative
@@ -282,9 +282,6 @@ class TopP:
     """
 
     stage: ClassVar[int] = TRUNCATION
-    reads_history: ClassVar[bool] = False
-    stateful: ClassVar[bool] = False
-    has_numpy: ClassVar[bool] = False
 
     p: float
 
@@ -297,7 +294,7 @@ class TopP:
 
 
 @dataclass
-class MinP:
+class MinP(Rule):
     """Keeps the tokens with ``p >= min_p * max p`` (probabilities in float64).
 
     The argmax always passes; ``min_p = 0`` keeps everything, ``min_p = 1`` the argmax and its
@@ -305,9 +302,6 @@ class MinP:
     """
 
     stage: ClassVar[int] = TRUNCATION
-    reads_history: ClassVar[bool] = False
-    stateful: ClassVar[bool] = False
-    has_numpy: ClassVar[bool] = False
 
     min_p: float
 
@@ -318,7 +312,7 @@ class MinP:
 
 
 @dataclass
-class TypicalP:
+class TypicalP(Rule):
     """Locally typical sampling (Meister et al. 2023), as in Hugging Face's ``TypicalLogitsWarper``.
 
     With ``H = -sum p log p``, tokens are ranked by ``|-log p - H|`` (closest to the entropy
@@ -328,9 +322,6 @@ class TypicalP:
     """
 
     stage: ClassVar[int] = TRUNCATION
-    reads_history: ClassVar[bool] = False
-    stateful: ClassVar[bool] = False
-    has_numpy: ClassVar[bool] = False
 
     p: float
 

@@ -66,6 +66,12 @@ class TrainingInterrupted(ChargenError):
         self.exit_code = exit_code
 
 
+def seed_text_start(seed: int, train_tokens: int) -> int:
+    """Where the window of ``SEED_TEXT_CHARS`` tokens that training samples continue starts
+    (also the playground's default prompt, ``server/seed_text.py``)."""
+    return int(np.random.default_rng(seed).integers(0, max(1, train_tokens - SEED_TEXT_CHARS)))
+
+
 @dataclass
 class TrainResult:
     """How a call to ``fit`` ended."""
@@ -316,17 +322,12 @@ class Trainer:
         self.early = EarlyStop(self.tc.patience, self.tc.patience_share)
         self.stopped_early: str | None = None
         self.last_val: EvalResult | None = None
-        self.train_seconds = 0.0  # time spent in training steps alone (throughput)
         self.last_sample_elapsed: float | None = None
         self._last_block: tuple[int, str, dict[float, str]] | None = None
         self.carry: tuple[torch.Tensor, ...] | None = None
         self.lr_scale = 1.0  # halved at each skipped non-finite step (--on-nan skip)
         self.nan_skips = 0
-        self.seed_start = int(
-            np.random.default_rng(self.tc.seed).integers(
-                0, max(1, len(self.train_ids) - SEED_TEXT_CHARS)
-            )
-        )
+        self.seed_start = seed_text_start(self.tc.seed, len(self.train_ids))
 
     def _init_items(self, ids: np.ndarray) -> None:
         """``--lines``: whole items in batches, a fixed random share held out (lines.py)."""
@@ -427,7 +428,7 @@ class Trainer:
         Backward runs on every rank even for a non-finite loss, so no rank waits alone in the
         gradient all-reduce; the decision to skip or stop uses the loss averaged over ranks.
         """
-        windows = self.tc.batching == "windows" and not self.lines
+        windows = self.tc.batching == "windows"  # (--lines refuses windows at the start)
         carried = not windows and not self.lines and self.model.carries_state
         bf16 = self.precision == "bf16"
         accum = self.tc.grad_accum
@@ -437,6 +438,7 @@ class Trainer:
             x, y = self.batches.batch(epoch, index * accum + j, self.rows)
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             rows = x.shape[0]
+            targets = float((y != IGNORE).sum()) if self.lines else 0.0  # items carry padding
             slices = row_slices(rows, row_chunks(self.model, rows, x.shape[1], self.device))
             states = []
             for c, part in enumerate(slices):
@@ -455,7 +457,7 @@ class Trainer:
                         states.append(detach_state(state))
                     # this slice's part of the batch mean (of its targets: items have padding)
                     share = (
-                        float((y[part] != IGNORE).sum() / (y != IGNORE).sum())
+                        float((y[part] != IGNORE).sum()) / targets
                         if self.lines
                         else (part.stop - part.start) / rows
                     )
@@ -686,7 +688,6 @@ class Trainer:
                         else self.train_step(self.epoch, self.step_in_epoch)
                     )
                     step_seconds = time.perf_counter() - step_start
-                    self.train_seconds += step_seconds
                     speed_seconds += step_seconds
                     self.step += 1
                     self.step_in_epoch += 1

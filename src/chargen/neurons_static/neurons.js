@@ -25,6 +25,12 @@
     D.guessWidth === 4 ? new Uint32Array(guessRaw.buffer)
       : D.guessWidth === 2 ? new Uint16Array(guessRaw.buffer) : guessRaw;
   const guessProbs = bytes(D.guessProbs); // round(p * 255)
+  // what render writes for a guess, made once: each piece's text and each level's style
+  const guessText = D.vocab.map((piece) => esc(shownGuess(piece)));
+  const guessStyle = Array.from({ length: 256 }, (_, q) => {
+    const p = q / 255;
+    return `background:rgba(40,44,52,${(p * 0.9).toFixed(3)});color:${p > 0.45 ? "#fff" : "#1d2430"}`;
+  });
 
   const cache = new Map(); // unit -> Int8Array of all n values (most recent last)
   function values(u) {
@@ -175,11 +181,8 @@
           parts.push('<div class="g">');
           for (let i = a; i < b; i++) {
             const id = guessIds[i * K + k];
-            const p = guessProbs[i * K + k] / 255;
-            const piece = D.vocab[id];
-            const hit = i + 1 < n && piece === chars[i + 1] ? ' class="hit"' : "";
-            const fg = p > 0.45 ? "#fff" : "#1d2430";
-            parts.push(`<span data-j="${i}"${hit} style="background:rgba(40,44,52,${(p * 0.9).toFixed(3)});color:${fg}">${esc(shownGuess(piece))}</span>`);
+            const hit = i + 1 < n && D.vocab[id] === chars[i + 1] ? ' class="hit"' : "";
+            parts.push(`<span data-j="${i}"${hit} style="${guessStyle[guessProbs[i * K + k]]}">${guessText[id]}</span>`);
           }
           parts.push("</div>");
         }
@@ -197,13 +200,15 @@
   }
   viewer.addEventListener("scroll", schedule);
   window.addEventListener("resize", () => {
-    const rh = rowHeight();
-    const top = rowStart[Math.min(rowStart.length - 2, Math.floor(viewer.scrollTop / rh))] || 0;
+    const top = topChar();
     measure();
     layout();
     scrollToChar(top, 0);
     render();
   });
+  function topChar() { // the first character of the top row in view
+    return rowStart[Math.min(rowStart.length - 2, Math.floor(viewer.scrollTop / rowHeight()))];
+  }
   function rowOf(i) {
     return search(rowStart, i);
   }
@@ -279,7 +284,7 @@
     if (sel) analyse();
   });
   $("guesses").addEventListener("change", (e) => {
-    const top = rowStart[Math.min(rowStart.length - 2, Math.floor(viewer.scrollTop / rowHeight()))];
+    const top = topChar();
     showGuesses = e.target.checked;
     scrollToChar(top, 0);
     render();
@@ -383,7 +388,7 @@
       for (const s of [1, -1]) {
         let inside = Infinity;
         for (let i = a; i < b; i++) inside = Math.min(inside, s * level[v[i - lo] + 127]);
-        if (inside < Math.min(0.1, threshold)) continue;
+        if (inside < Math.min(0.1, T)) continue;
         let outside = -Infinity;
         if (a > 0) outside = Math.max(outside, s * level[v[a - 1 - lo] + 127]);
         if (b < n) outside = Math.max(outside, s * level[v[b - lo] + 127]);

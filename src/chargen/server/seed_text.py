@@ -50,16 +50,14 @@ def corpus_seed_text(config: RunConfig, tokenizer: Tokenizer) -> str:
     the corpus cannot be read here)."""
     from chargen.data import split_ids
     from chargen.run_novelty import open_run_corpus
-    from chargen.train import SEED_TEXT_CHARS
+    from chargen.train import SEED_TEXT_CHARS, seed_text_start
 
     _refuse_download(config)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # unknown symbols: the trainer saw the same ids
         ids = open_run_corpus(config, tokenizer).ids(tokenizer)
     train, _ = split_ids(ids, config.train.val_fraction)
-    start = int(
-        np.random.default_rng(config.train.seed).integers(0, max(1, len(train) - SEED_TEXT_CHARS))
-    )
+    start = seed_text_start(config.train.seed, len(train))
     window = np.asarray(train[start : start + SEED_TEXT_CHARS], dtype=np.int64)
     return tokenizer.decode(window)
 
