@@ -602,7 +602,8 @@ class Trainer:
         if verdict.notice:
             self._log({"kind": "notice", "step": self.step, "text": verdict.notice})
             self.reporter.message(f"note: {verdict.notice}")
-        if verdict.stop and not self.stopped_early:  # the first reason stands
+        budget_over = self.budget.done(self.step, self.elapsed)  # then it is no early stop
+        if verdict.stop and not self.stopped_early and not budget_over:  # the first reason stands
             self.stopped_early = verdict.stop
 
     def _samples_due(self) -> bool:
