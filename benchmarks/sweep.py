@@ -34,6 +34,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe, eval_records, train_command  # noqa: E402
 
+from chargen.auto import CANDIDATES as AUTO_CANDIDATES  # noqa: E402
+from chargen.auto import candidate_preset  # noqa: E402
+from chargen.cli import _flag as flag_name  # noqa: E402
 from chargen.config import PRESETS  # noqa: E402
 from chargen.corpus import NAMED_CORPORA, load_corpus  # noqa: E402
 
@@ -46,15 +49,40 @@ TRAIN_KEYS = ("batch_size", "seq_len", "lr", "weight_decay", "warmup_steps", "ev
               "eval_max_tokens", "patience", "patience_share")  # fmt: skip
 STARTUP_S = 15  # per cell beyond its budget: process start, data, final evaluation (estimate)
 
-# chargen train flags per candidate (slice, budget, seed and run folder are added)
+
+def candidate_flags(name: str) -> list[str]:
+    """``chargen train`` flags for one of ``chargen.auto``'s candidates (slice, budget, seed and
+    run folder are added)."""
+    base, changes = AUTO_CANDIDATES[name]
+    return ["--preset", base] + [x for k, v in changes.items() for x in (flag_name(k), str(v))]
+
+
+def auto_cadence_flags(name: str) -> list[str]:
+    """``--preset auto`` with every model and optimiser field of candidate ``name`` given: the
+    candidate as auto trains it (its evaluation cadence and patience), whatever auto would pick."""
+    preset = candidate_preset(name)
+    given = [(k, getattr(preset.model, k)) for k in MODEL_FIELDS]
+    given += [(k, getattr(preset.train, k)) for k in TRAIN_FIELDS]
+    flags = ["--preset", "auto"]
+    for field, value in given:
+        if isinstance(value, bool):
+            flags.append(("--" if value else "--no-") + flag_name(field)[2:])
+        else:
+            flags += [flag_name(field), str(value)]
+    return flags
+
+
+MODEL_FIELDS = ("family", "embed_dim", "hidden_size", "num_layers", "dropout", "tie_weights",
+                "layer_norm", "num_heads", "context_size", "positions")  # fmt: skip
+TRAIN_FIELDS = ("batch_size", "seq_len", "lr", "weight_decay", "warmup_steps")
+
+# what each candidate trains: auto's own candidates, each named preset, each candidate as auto
+# would train it (``auto:NAME``), and auto itself
 CANDIDATES: dict[str, list[str]] = {
-    **{name: ["--preset", name] for name in PRESETS},
-    "gru": ["--preset", "medium", "--model", "gru"],  # best at 1 minute on both shared corpora
-    # narrower LSTMs with dropout, for corpora that a budget reads many times over
-    "lstm128-d2": ["--preset", "quick", "--hidden-size", "128", "--dropout", "0.2"],
-    "lstm256-d3": ["--preset", "small", "--dropout", "0.3", "--weight-decay", "0.1"],
-    "lstm384-d2": ["--preset", "minute", "--dropout", "0.2"],
-    "auto": ["--preset", "auto"],  # the rule under test; fails until the preset exists
+    **{name: ["--preset", name] for name in PRESETS if name != "auto"},
+    **{name: candidate_flags(name) for name in AUTO_CANDIDATES},
+    **{f"auto:{name}": auto_cadence_flags(name) for name in AUTO_CANDIDATES},
+    "auto": ["--preset", "auto"],  # the rule under test
 }
 DEFAULT_CANDIDATES = [
     "quick", "minute", "small", "medium", "long", "transformer", "gru", "lstm128-d2",
@@ -161,8 +189,14 @@ def run_cell(path: Path, minutes: float, flags: list[str], seed: int, data_dir: 
         nats = json.loads(scored.stdout.strip().splitlines()[-1])["nats_per_char"]
         evals = eval_records(out)
         config = json.loads(Path(out, "config.json").read_text())
+        chose = config.get("auto") or {}  # --preset auto: the candidate and the probe's speed
         return {
             "cmd": shown,
+            **(
+                {"auto_chose": chose["candidate"], "probe_chars_per_s": chose["probe_chars_per_s"]}
+                if chose
+                else {}
+            ),
             "val_nats_per_char": round(nats, 4),
             "best_at_s": round(min(evals, key=lambda r: r["val_nats_per_char"])["elapsed"], 1),
             "steps": evals[-1]["step"],
@@ -211,8 +245,11 @@ def table(records: list[dict]) -> str:
     failed = {cell_key(r)[:4]: r for r in records if "error" in r}
     rows: dict[tuple, dict[str, list[float]]] = {}
     machines: dict[tuple, set[str]] = {}
+    chosen: dict[tuple, str] = {}  # auto's candidate in each row
     for r in [*latest.values(), *failed.values()]:
         row = (r["chars"] if r["size"] != "all" else 1e18, r["size"], r["corpus"], r["minutes"])
+        if "auto_chose" in r:
+            chosen[row] = r["auto_chose"]
         values = rows.setdefault(row, {}).setdefault(r["candidate"], [])
         if "error" not in r:
             values.append(r["val_nats_per_char"])
@@ -221,7 +258,7 @@ def table(records: list[dict]) -> str:
     names = [n for n in dict.fromkeys(order) if any(n in cells for cells in rows.values())]
     names = [n for n in names if n != "auto"] + (["auto"] if "auto" in names else [])
     lines = [
-        "| size | budget | " + " | ".join(names) + " | best | auto gap |",
+        "| size | budget | " + " | ".join(names) + " | best | auto gap (its choice) |",
         "|---|---:|" + "---:|" * len(names) + "---|---:|",
     ]
     met = total = 0
@@ -240,7 +277,7 @@ def table(records: list[dict]) -> str:
         if "auto" in means and fixed:
             gap_pct = 100 * (means["auto"] / min(fixed.values()) - 1)
             met, total = met + (gap_pct <= 2), total + 1
-            gap = f"{gap_pct:+.1f}%"
+            gap = f"{gap_pct:+.1f}% ({chosen.get(row, '?')})"
         mixed = " (mixed machines)" if len(machines.get(row, ())) > 1 else ""
         label = f"{size} {corpus}{mixed}"
         lines.append(f"| {label} | {minutes:g} min | {' | '.join(cells)} | {best or ''} | {gap} |")

@@ -171,7 +171,7 @@ def test_train_lines_on_the_folder_equals_train_lines_on_the_file(tmp_path: Path
         runs[name] = tmp_path / name
         result = run_chargen("train", str(src), "--lines", "--out", str(runs[name]), *TINY_RUN)
         assert result.returncode == 0, result.stderr
-        header = result.stdout.splitlines()[0]
+        header = next(line for line in result.stdout.splitlines() if line.startswith("param"))
         assert "items: 180 train, 20 val (--lines)" in header, header
     assert evals(runs["prepared"]) and evals(runs["prepared"]) == pytest.approx(
         evals(runs["raw"]), rel=1e-6

@@ -24,6 +24,8 @@ from chargen.tokenizer import build_tokenizer
 from tests.conftest import TINY, make_text, run_chargen
 
 DDP_FLAGS = [
+    "--preset",
+    "medium",  # a named preset: auto would probe each machine's speed
     "--steps",
     "30",
     "--hidden-size",

@@ -105,7 +105,8 @@ def train(
     """Train on ``source`` (file, folder, glob or corpus name) into run folder ``out``.
 
     ``options`` are fields of ModelConfig, TrainConfig or DataConfig (e.g. ``hidden_size=256``,
-    ``lowercase=True``); the preset gives the rest. The budget is ``steps``, ``epochs`` or
+    ``lowercase=True``); the preset gives the rest (``auto``, the default, chooses it from the
+    corpus size, the budget and this machine's speed). The budget is ``steps``, ``epochs`` or
     ``minutes`` (at most one; the preset's when none).
     """
     budget = {
@@ -121,7 +122,15 @@ def train(
             raise ConfigError(f"cannot change {', '.join(sorted(options))} when resuming a run")
         return resume_run(out, budget=budget or None, reporter=reporter)
     model_cfg, train_cfg, data_cfg = build_configs(source, preset, budget, options)
-    return start_run(out, data_cfg, model_cfg, train_cfg, overwrite=overwrite, reporter=reporter)
+    return start_run(
+        out,
+        data_cfg,
+        model_cfg,
+        train_cfg,
+        overwrite=overwrite,
+        reporter=reporter,
+        auto=options if preset == "auto" else None,
+    )
 
 
 def build_configs(

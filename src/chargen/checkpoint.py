@@ -77,14 +77,17 @@ TORCH_DTYPES = {
 
 @dataclass
 class RunConfig:
-    """The three configurations of a run, as stored in ``config.json``."""
+    """The three configurations of a run, as stored in ``config.json``; with ``--preset auto``
+    also what it chose and why (``auto``: a record for people and benchmarks, never read back
+    into a setting)."""
 
     model: ModelConfig
     train: TrainConfig
     data: DataConfig
+    auto: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "format": RUN_FORMAT,
             "version": RUN_VERSION,
             "chargen_version": __version__,
@@ -92,6 +95,9 @@ class RunConfig:
             "train": self.train.to_dict(),
             "data": self.data.to_dict(),
         }
+        if self.auto is not None:
+            out["auto"] = self.auto
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = CONFIG) -> RunConfig:
@@ -108,6 +114,7 @@ class RunConfig:
                 ModelConfig.from_dict(data["model"]).validate(),
                 TrainConfig.from_dict(data["train"]).validate(),
                 DataConfig.from_dict(data["data"]).validate(),
+                data["auto"] if isinstance(data.get("auto"), dict) else None,
             )
         except KeyError as exc:
             raise CheckpointError(f"{where}: missing section {exc.args[0]!r}") from None

@@ -169,7 +169,7 @@ def _add_budget(parser: argparse.ArgumentParser) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from chargen.api import build_configs
     from chargen.checkpoint import load_config, prepare_run_dir
-    from chargen.config import RUNTIME_FIELDS, DataConfig, ModelConfig, TrainConfig
+    from chargen.config import DEFAULT_PRESET, RUNTIME_FIELDS, DataConfig, ModelConfig, TrainConfig
     from chargen.reporting import ConsoleReporter
     from chargen.train import resume_run, start_run
 
@@ -206,11 +206,16 @@ def cmd_train(args: argparse.Namespace) -> int:
             **given_fields(args, TrainConfig),
             **given_fields(args, DataConfig),
         }
-        model_cfg, train_cfg, data_cfg = build_configs(
-            args.source, args.preset or "medium", budget, options
-        )
+        preset = args.preset or DEFAULT_PRESET
+        model_cfg, train_cfg, data_cfg = build_configs(args.source, preset, budget, options)
         result = start_run(
-            args.out, data_cfg, model_cfg, train_cfg, overwrite=args.overwrite, reporter=reporter
+            args.out,
+            data_cfg,
+            model_cfg,
+            train_cfg,
+            overwrite=args.overwrite,
+            reporter=reporter,
+            auto=options if preset == "auto" else None,
         )
     if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 speaks
         return 0
@@ -711,7 +716,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", required=True, help="run folder to write")
     p.add_argument(
-        "--preset", choices=sorted(PRESETS), help="starting configuration (default: medium)"
+        "--preset",
+        choices=sorted(PRESETS),
+        help="starting configuration (default: auto, sized to the corpus, budget and machine; "
+        "flags given win over it)",
     )
     _add_budget(p)
     p.add_argument("--resume", action="store_true", help="continue the run in --out")

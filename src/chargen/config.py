@@ -408,6 +408,14 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
+    "auto": Preset(
+        "auto",
+        "the default: family, width, dropout, batch and learning rate chosen from the corpus "
+        "size, the budget (3 minutes unless given) and a speed probe of this machine, by the "
+        "table measured in benchmarks/RESULTS.md#auto",
+        ModelConfig(embed_dim=64, hidden_size=512, num_layers=1, dropout=0.1),
+        TrainConfig(batch_size=32, seq_len=64, lr=5e-3, minutes=3.0),
+    ),
     "seed": Preset(
         "seed",
         "the seed program of DLwP 8.1: one-hot input, LSTM(128), windows of 60 every 3 chars, "
@@ -459,7 +467,7 @@ PRESETS: dict[str, Preset] = {
     ),
     "medium": Preset(
         "medium",
-        "LSTM 512, 1 layer with dropout: the default (1.32 nats/char on nietzsche in 3 minutes on 2 CPU cores)",
+        "LSTM 512, 1 layer with dropout: the default before auto (1.32 nats/char on nietzsche in 3 minutes on 2 CPU cores)",
         ModelConfig(embed_dim=64, hidden_size=512, num_layers=1, dropout=0.1),
         TrainConfig(batch_size=32, seq_len=64, lr=5e-3, minutes=3.0),
     ),
@@ -490,7 +498,7 @@ PRESETS: dict[str, Preset] = {
         TrainConfig(batch_size=64, seq_len=128, lr=2e-3, minutes=15.0),
     ),
 }
-DEFAULT_PRESET = "medium"
+DEFAULT_PRESET = "auto"
 
 
 def get_preset(name: str) -> Preset:

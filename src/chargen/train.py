@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
+from chargen import auto, optimizers
 from chargen import checkpoint as ckpt
-from chargen import optimizers
 from chargen.config import DataConfig, ModelConfig, TrainConfig, check_compatible
 from chargen.corpus import load_corpus
 from chargen.data import StreamBatches, WindowBatches, smallest_id_dtype, split_ids
@@ -221,6 +221,16 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def run_device(name: str, world: World) -> torch.device:
+    """The device a rank trains on: ``name`` resolved, a CUDA rank on its local GPU."""
+    device = resolve_device(name)
+    return (
+        torch.device("cuda", world.local_rank)
+        if device.type == "cuda" and world.enabled
+        else device
+    )
+
+
 def text_checksum(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
@@ -273,9 +283,7 @@ class Trainer:
         # only rank 0 reports, logs and writes
         self.reporter = (reporter or Reporter()) if self.world.is_main else Reporter()
         self.corpus_sha = corpus_sha
-        self.device = resolve_device(self.tc.device)
-        if self.device.type == "cuda" and self.world.enabled:
-            self.device = torch.device("cuda", self.world.local_rank)
+        self.device = run_device(self.tc.device, self.world)
         if self.tc.threads:
             torch.set_num_threads(self.tc.threads)
         self.precision = resolve_precision(self.tc.precision, self.device)
@@ -861,8 +869,14 @@ def start_run(
     overwrite: bool = False,
     reporter: Reporter | None = None,
     stop_at_step: int | None = None,
+    auto: dict[str, Any] | None = None,
 ) -> TrainResult:
-    """Train a new run in ``out`` (refused if it holds a run, unless ``overwrite``)."""
+    """Train a new run in ``out`` (refused if it holds a run, unless ``overwrite``).
+
+    With ``auto`` (the fields the user set, by name) the model and training settings are chosen
+    once the corpus is read (``chargen.auto``); ``model`` and ``train`` give only the budget and
+    runtime settings then.
+    """
     data.validate()
     model.validate()
     train.validate()
@@ -872,7 +886,17 @@ def start_run(
     def body(world: World) -> TrainResult:
         progress = reporter is not None and world.is_main
         tokenizer, ids, sha = _encode_corpus(data, None, progress=progress)
-        config = ckpt.RunConfig(replace(model, vocab_size=tokenizer.vocab_size), train, data)
+        chosen_model, chosen_train, choice = model, train, None
+        if auto is not None:
+            chosen_model, chosen_train, choice = _choose_auto(train, auto, ids, tokenizer, world)
+            if reporter is not None and world.is_main:
+                reporter.message(choice.line)
+        config = ckpt.RunConfig(
+            replace(chosen_model, vocab_size=tokenizer.vocab_size),
+            chosen_train,
+            data,
+            choice.to_dict() if choice else None,
+        )
         # everything that can refuse the input runs before the folder is touched
         trainer = Trainer(Path(out), config, tokenizer, ids, sha, reporter, world)
         if world.is_main:
@@ -883,6 +907,27 @@ def start_run(
         return trainer.fit(stop_at_step)
 
     return _in_world(train.device, body)
+
+
+def _choose_auto(
+    train: TrainConfig,
+    explicit: dict[str, Any],
+    ids: np.ndarray,
+    tokenizer: Tokenizer,
+    world: World,
+) -> tuple[ModelConfig, TrainConfig, auto.Choice]:
+    """``--preset auto``: probe this device's speed (averaged over ranks), then choose."""
+    if train.threads:
+        torch.set_num_threads(train.threads)
+    device = run_device(train.device, world)
+    speed = world.mean(auto.probe_chars_per_s(device), device)
+    train_tokens = int(len(ids) * (1 - train.val_fraction))  # of the text, or of the lines
+    unit = "chars" if tokenizer.kind == "char" else "tokens"
+    model, tuned, choice = auto.choose(train, explicit, train_tokens, speed, unit)
+    model.validate()
+    tuned.validate()
+    check_compatible(model, tuned)
+    return model, tuned, choice
 
 
 def _in_world(device: str, body: Callable[[World], TrainResult]) -> TrainResult:
@@ -918,13 +963,11 @@ def resume_run(
         train = replace(
             config.train, **{"steps": None, "epochs": None, "minutes": None, **budget}
         ).validate()
-        config = ckpt.RunConfig(config.model, train, config.data)
+        config = replace(config, train=train)
     data = replace(config.data, data_dir=data_dir) if data_dir else config.data
     stored = config
     if runtime:
-        config = ckpt.RunConfig(
-            config.model, replace(config.train, **runtime).validate(), config.data
-        )
+        config = replace(config, train=replace(config.train, **runtime).validate())
 
     def body(world: World) -> TrainResult:
         progress = reporter is not None and world.is_main
