@@ -20,6 +20,11 @@ from chargen.config import DEFAULT_PRESET, TrainConfig
 from tests.conftest import make_text, run_chargen
 
 
+def fixed(model: object, train: object) -> float:
+    """A stand-in for the model-speed probe: the reference speed."""
+    return auto.REFERENCE_CHARS_PER_S
+
+
 def brute_force_pick(tokens: float, minutes: float) -> str:
     """The cell whose size and budget are each the nearest in log distance (ties: the smaller)."""
     size = min(auto.SIZES, key=lambda s: (abs(math.log(tokens / s)), s))
@@ -49,7 +54,7 @@ def test_pick_agrees_with_a_brute_force_nearest_cell(tokens: float, minutes: flo
 def test_the_users_flags_win_and_data_fields_are_left_alone() -> None:
     train = TrainConfig(minutes=1.0)
     explicit = {"hidden_size": 77, "lr": 0.123, "lowercase": True, "dropout": 0.0}
-    model, tuned, choice = auto.choose(train, explicit, 50_000, auto.REFERENCE_CHARS_PER_S)
+    model, tuned, choice = auto.choose(train, explicit, 50_000, auto.REFERENCE_CHARS_PER_S, fixed)
     assert (model.hidden_size, model.dropout, tuned.lr, tuned.minutes) == (77, 0.0, 0.123, 1.0)
     preset = auto.candidate_preset(choice.candidate)
     assert model.family == preset.model.family and tuned.batch_size == preset.train.batch_size
@@ -58,7 +63,7 @@ def test_the_users_flags_win_and_data_fields_are_left_alone() -> None:
 
 
 def test_no_budget_means_three_minutes_and_a_given_patience_replaces_autos() -> None:
-    _, tuned, choice = auto.choose(TrainConfig(), {"patience": 5}, 10_000, 42_000.0)
+    _, tuned, choice = auto.choose(TrainConfig(), {"patience": 5}, 10_000, 42_000.0, fixed)
     assert tuned.minutes == auto.DEFAULT_MINUTES and tuned.steps is None
     assert tuned.patience == 5 and tuned.patience_share is None
     assert "3 min" in choice.line
@@ -82,12 +87,35 @@ def test_steps_and_epochs_budgets_count_tokens_whatever_the_machine() -> None:
     assert text == "3 epochs"
 
 
-def test_more_evaluations_on_a_small_corpus_than_the_fixed_cadence() -> None:
-    """A 10K corpus read many times over is evaluated often enough to catch its best."""
-    _, tuned, _ = auto.choose(TrainConfig(minutes=1.0), {}, 10_000, auto.REFERENCE_CHARS_PER_S)
-    steps = 60 * auto.REFERENCE_CHARS_PER_S * auto.RELATIVE_SPEED[auto.pick(10_000, 1.0)]
-    steps /= tuned.batch_size * tuned.seq_len
+@pytest.mark.parametrize(
+    ("budget", "tokens"),
+    [({"steps": 4000}, None), ({"epochs": 100.0}, 100 * 9_000), ({}, 3 * 60 * 1e5)],
+)
+def test_about_forty_evaluations_over_any_budget(budget: dict, tokens: float | None) -> None:
+    """A small corpus read many times over is evaluated often enough to catch its best: the
+    cadence follows the measured speed (here 1e5 chars/s) of the model chosen, whatever the
+    budget's unit (steps; epochs of the 9,000 training chars; the default 3 minutes)."""
+    train = TrainConfig(minutes=None, **budget) if budget else TrainConfig()
+    _, tuned, _ = auto.choose(train, {}, 9_000, 42_000.0, lambda m, t: 1e5)
+    steps = 4000 if tokens is None else tokens / (tuned.batch_size * tuned.seq_len)
     assert steps / tuned.eval_every == pytest.approx(auto.EVALUATIONS, rel=0.05)
+
+
+def test_the_speed_measured_is_that_of_the_model_finally_chosen() -> None:
+    seen = []
+    auto.choose(TrainConfig(minutes=1.0), {"hidden_size": 99}, 10_000, 42_000.0,
+                lambda m, t: seen.append((m.hidden_size, t.minutes)) or 1e4)  # fmt: skip
+    assert seen == [(99, 1.0)]
+
+
+def test_the_model_speed_probe_times_a_real_network() -> None:
+    model = auto.candidate_preset("lstm128-d2").model
+    train = TrainConfig(batch_size=4, seq_len=8)
+    torch.manual_seed(3)
+    expected = torch.rand(2)
+    torch.manual_seed(3)
+    assert auto.model_chars_per_s(model, train, 40, torch.device("cpu")) > 0
+    assert torch.equal(torch.rand(2), expected)
 
 
 def test_the_probe_measures_and_leaves_the_global_random_state_alone() -> None:

@@ -19,12 +19,14 @@ import bisect
 import dataclasses
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from chargen.config import ModelConfig, Preset, TrainConfig, get_preset
+from chargen.models import build_model
 from chargen.optimizers import AdamW
 
 # chars/s of the probe on the sweep's machine (AMD EPYC, one core, torch threads 1)
@@ -58,20 +60,6 @@ TABLE: dict[int, tuple[str, str, str, str]] = {
     100_000: ("quick", "lstm256-d3", "lstm256-d3", "lstm256-d3"),
     1_000_000: ("minute", "minute", "medium", "long"),
     10_000_000: ("minute", "minute", "medium", "long"),
-}
-# each candidate's training speed relative to the probe: sweep chars/s (1 thread, evaluations
-# included) / the probe's 42,000 chars/s, on the 10K-character cells of the sweep
-RELATIVE_SPEED: dict[str, float] = {
-    "quick": 2.0,
-    "minute": 0.83,
-    "small": 1.6,
-    "medium": 0.45,
-    "long": 0.45,
-    "transformer": 0.29,
-    "gru": 0.27,
-    "lstm128-d2": 3.2,
-    "lstm256-d3": 1.4,
-    "lstm384-d2": 0.83,
 }
 
 
@@ -133,18 +121,48 @@ def probe_chars_per_s(device: torch.device, seconds: float = 0.4) -> float:
         return _probe(device, seconds)
 
 
+def model_chars_per_s(
+    model: ModelConfig, train: TrainConfig, vocab_size: int, device: torch.device
+) -> float:
+    """Training chars/s of ``model`` at ``train``'s batch shape on ``device``: a few timed steps
+    of the real network (fp32, about 0.3 s), the random state restored afterwards."""
+    config = dataclasses.replace(model, vocab_size=vocab_size)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(0)
+        net = build_model(config).to(device)
+        shape = (train.batch_size, train.seq_len + 1)
+        return _time_steps(
+            lambda ids: net(ids)[0], list(net.parameters()), shape, vocab_size, device, 0.3
+        )
+
+
 def _probe(device: torch.device, seconds: float) -> float:
     torch.manual_seed(0)
-    vocab, batch, length = 96, 32, 64
+    vocab = 96
     embed = torch.nn.Embedding(vocab, 32).to(device)
     rnn = torch.nn.LSTM(32, 256, batch_first=True).to(device)
     head = torch.nn.Linear(256, vocab).to(device)
     params = [*embed.parameters(), *rnn.parameters(), *head.parameters()]
+    return _time_steps(
+        lambda ids: head(rnn(embed(ids))[0]), params, (32, 65), vocab, device, seconds
+    )
+
+
+def _time_steps(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    params: list[torch.nn.Parameter],
+    shape: tuple[int, int],
+    vocab: int,
+    device: torch.device,
+    seconds: float,
+) -> float:
+    """Chars/s of training steps (forward, cross-entropy, backward, AdamW) on random ids of
+    ``shape`` (batch, length + 1): two warm-up steps, then steps for ``seconds`` (at least 3)."""
     optimizer = AdamW(params, lr=1e-3)  # the trainer's own (torch.optim pulls in dynamo)
-    ids = torch.randint(0, vocab, (batch, length + 1), device=device)
+    ids = torch.randint(0, vocab, shape, device=device)
 
     def step() -> None:
-        logits = head(rnn(embed(ids[:, :-1]))[0])
+        logits = forward(ids[:, :-1])
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, vocab), ids[:, 1:].reshape(-1))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -158,7 +176,7 @@ def _probe(device: torch.device, seconds: float) -> float:
     while steps < 3 or time.perf_counter() - start < seconds:
         step()
         steps += 1
-    return steps * batch * length / (time.perf_counter() - start)
+    return steps * shape[0] * (shape[1] - 1) / (time.perf_counter() - start)
 
 
 def budget_reference_minutes(
@@ -204,10 +222,15 @@ def choose(
     explicit: dict[str, Any],
     train_tokens: int,
     chars_per_s: float,
+    measure: Callable[[ModelConfig, TrainConfig], float],
     unit: str = "chars",
 ) -> tuple[ModelConfig, TrainConfig, Choice]:
     """The candidate's configs with the budget, the user's ``explicit`` fields and auto's
-    evaluation and patience settings applied; and the ``Choice`` that says why."""
+    evaluation and patience settings applied; and the ``Choice`` that says why.
+
+    ``chars_per_s`` is the probe's speed here; ``measure(model, train)`` the training speed of
+    the configuration finally chosen (for the evaluation cadence).
+    """
     reference, budget_text = budget_reference_minutes(train, train_tokens, chars_per_s, explicit)
     name = pick(train_tokens, reference)
     preset = candidate_preset(name)
@@ -219,12 +242,12 @@ def choose(
     model = dataclasses.replace(
         preset.model, **{k: v for k, v in explicit.items() if k in model_fields}
     )
-    tuned = dataclasses.replace(preset.train, **budget)
-    evaluation = _evaluation(tuned, name, reference, train_tokens)
+    given = {k: v for k, v in explicit.items() if k in train_fields}
+    tuned = dataclasses.replace(preset.train, **budget, **given)
+    evaluation = _evaluation(tuned, train_tokens, measure(model, tuned))
     if "patience" in explicit:  # the user's own patience rule replaces auto's
         del evaluation["patience_share"]
-    tuned = dataclasses.replace(tuned, **evaluation)
-    tuned = dataclasses.replace(tuned, **{k: v for k, v in explicit.items() if k in train_fields})
+    tuned = dataclasses.replace(tuned, **{k: v for k, v in evaluation.items() if k not in explicit})
     line = (
         f"auto: {size_text(train_tokens)} training {unit}, {budget_text} "
         f"(= {reference:.2g} reference min at {chars_per_s:,.0f} probe chars/s) "
@@ -233,16 +256,23 @@ def choose(
     return model, tuned, Choice(name, train_tokens, round(reference, 4), round(chars_per_s), line)
 
 
-def _evaluation(
-    train: TrainConfig, name: str, reference_minutes: float, train_tokens: int
-) -> dict[str, Any]:
+def planned_steps(train: TrainConfig, train_tokens: int, chars_per_s: float) -> float:
+    """Optimizer steps the budget will take: given, from epochs, or from minutes at this speed."""
+    per_step = train.batch_size * train.seq_len * train.grad_accum
+    if train.steps is not None:
+        return float(train.steps)
+    if train.epochs is not None:
+        return train.epochs * train_tokens / per_step
+    return (train.minutes or DEFAULT_MINUTES) * 60 * chars_per_s / per_step
+
+
+def _evaluation(train: TrainConfig, train_tokens: int, chars_per_s: float) -> dict[str, Any]:
     """Evaluation cadence and patience: about ``EVALUATIONS`` evaluations over the budget, their
     cost under ``EVAL_SHARE`` of it (an evaluation runs about 3x faster than training)."""
-    seconds = reference_minutes * 60
-    speed = REFERENCE_CHARS_PER_S * RELATIVE_SPEED[name]
-    steps = seconds * speed / (train.batch_size * train.seq_len)
+    steps = planned_steps(train, train_tokens, chars_per_s)
+    seconds = steps * train.batch_size * train.seq_len * train.grad_accum / chars_per_s
     val_tokens = min(EVAL_MAX_TOKENS, max(1, train_tokens // 9))  # the split is 90 / 10
-    affordable = EVAL_SHARE * seconds * 3 * speed / val_tokens
+    affordable = EVAL_SHARE * seconds * 3 * chars_per_s / val_tokens
     evaluations = max(4.0, min(EVALUATIONS, affordable))
     return {
         "eval_every": max(10, round(steps / evaluations)),

@@ -923,7 +923,13 @@ def _choose_auto(
     speed = world.mean(auto.probe_chars_per_s(device), device)
     train_tokens = int(len(ids) * (1 - train.val_fraction))  # of the text, or of the lines
     unit = "chars" if tokenizer.kind == "char" else "tokens"
-    model, tuned, choice = auto.choose(train, explicit, train_tokens, speed, unit)
+
+    def measure(model: ModelConfig, tuned: TrainConfig) -> float:
+        return world.mean(
+            auto.model_chars_per_s(model, tuned, tokenizer.vocab_size, device), device
+        )
+
+    model, tuned, choice = auto.choose(train, explicit, train_tokens, speed, measure, unit)
     model.validate()
     tuned.validate()
     check_compatible(model, tuned)
