@@ -30,10 +30,11 @@ from machine import describe, eval_records  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
-# The former training path, patched into chargen.train in the child process.
+# The former training path, patched into chargen's trainer in the child process.
 BASELINE = """
 import importlib, sys, torch
-train = importlib.import_module("chargen.train")
+trainer = importlib.import_module("chargen.training.trainer")
+step = importlib.import_module("chargen.training.step")
 
 def make_optimizer(model, config):
     if config.optimizer == "rmsprop":
@@ -48,8 +49,8 @@ def make_optimizer(model, config):
         return torch.optim.Adam(groups, lr=config.lr)
     return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.99))
 
-train.make_optimizer = make_optimizer
-train.row_chunks = lambda *args: 1
+trainer.make_optimizer = make_optimizer
+step.row_chunks = lambda *args: 1
 from chargen.cli import main
 sys.exit(main(sys.argv[1:]))
 """

@@ -21,7 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe, run_training  # noqa: E402
 
-from chargen.train import resolve_precision  # noqa: E402
+from chargen.training import resolve_precision  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 CASES = [  # (name, flags, seconds)

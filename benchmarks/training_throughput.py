@@ -35,7 +35,7 @@ from machine import describe  # noqa: E402
 from chargen import checkpoint as ckpt  # noqa: E402
 from chargen.config import DataConfig, ModelConfig, TrainConfig  # noqa: E402
 from chargen.tokenizer import build_tokenizer  # noqa: E402
-from chargen.train import Trainer  # noqa: E402
+from chargen.training import Trainer  # noqa: E402
 
 EMBED = 64
 SHAPES = [(128, 32), (128, 128), (512, 32), (512, 128), (1024, 32), (1024, 128)]

@@ -74,7 +74,7 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
     # test), so the kill lands mid-run whatever the machine's speed
     slow = (
         "import importlib, sys, time\n"
-        'train = importlib.import_module("chargen.train"); real = train.Trainer.train_step\n'
+        'train = importlib.import_module("chargen.training"); real = train.Trainer.train_step\n'
         "def slow(self, *a):\n    time.sleep(0.02)\n    return real(self, *a)\n"
         "train.Trainer.train_step = slow\n"
         "from chargen.cli import main; sys.exit(main(sys.argv[1:]))"

@@ -20,10 +20,10 @@ from chargen.evaluate import unigram_entropy
 from chargen.models import build_model
 from chargen.reporting import Reporter
 from chargen.tokenizer import build_tokenizer
-from chargen.train import lr_factor, resolve_precision, row_chunks, row_slices
+from chargen.training import lr_factor, resolve_precision, row_chunks, row_slices
 from tests.conftest import TINY, make_text
 
-train_module = importlib.import_module("chargen.train")  # chargen.train is also the function
+runtime_module = importlib.import_module("chargen.training.runtime")
 
 
 def _eval_records(run: Path) -> list[dict]:
@@ -76,7 +76,7 @@ def test_resume_equals_uninterrupted_run(corpus_file: Path, tmp_path: Path, batc
     options = {**TINY, "batching": batching, "maxlen": 20, "dropout": 0.2}
     chargen.train(str(corpus_file), tmp_path / "full", steps=40, **options)
     from chargen.api import build_configs
-    from chargen.train import resume_run, start_run
+    from chargen.training import resume_run, start_run
 
     m, t, d = build_configs(str(corpus_file), "medium", {"steps": 40}, options)
     start_run(tmp_path / "cut", d, m, t, stop_at_step=17)
@@ -184,7 +184,9 @@ def test_a_batch_run_in_row_slices_takes_the_same_steps(
     """Each slice's mean loss weighted by its rows: the gradient of the whole batch's mean."""
     options = {**TINY, "dropout": 0.0, "batching": batching, "maxlen": 20, "precision": "fp32"}
     whole = chargen.train(str(corpus_file), tmp_path / "whole", steps=6, **options)
-    monkeypatch.setattr(train_module, "row_chunks", lambda *args: 3)
+    monkeypatch.setattr(
+        importlib.import_module("chargen.training.step"), "row_chunks", lambda *args: 3
+    )
     sliced = chargen.train(str(corpus_file), tmp_path / "sliced", steps=6, **options)
     a = load_file(tmp_path / "whole" / "model.safetensors")
     b = load_file(tmp_path / "sliced" / "model.safetensors")
@@ -196,7 +198,7 @@ def test_a_batch_run_in_row_slices_takes_the_same_steps(
 def test_compile_without_a_cpp_compiler_is_one_clear_error(
     corpus_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(train_module.shutil, "which", lambda name: None)
+    monkeypatch.setattr(runtime_module.shutil, "which", lambda name: None)
     with pytest.raises(TrainingError, match=r"--compile on the CPU needs a C\+\+ compiler"):
         chargen.train(str(corpus_file), tmp_path / "run", steps=2, compile=True, **TINY)
     assert not (tmp_path / "run").exists()
@@ -211,7 +213,7 @@ def test_a_compiler_failure_is_one_clear_error(
         def forward(self, *args: object) -> None:
             raise InternalTorchDynamoError("inductor could not build the kernel\nmore detail")
 
-    monkeypatch.setattr(train_module.torch, "compile", lambda net: Broken())
+    monkeypatch.setattr(runtime_module.torch, "compile", lambda net: Broken())
     with pytest.raises(TrainingError) as caught:
         chargen.train(str(corpus_file), tmp_path / "run", steps=2, compile=True, **TINY)
     assert str(caught.value) == (
@@ -230,7 +232,7 @@ def test_compiled_training_takes_the_same_steps_and_resumes_without_it(
     options = {**TINY, "dropout": 0.0, "sample_length": 0, "precision": "fp32"}
     plain = chargen.train(str(corpus_file), tmp_path / "plain", steps=8, **options)
     chargen.train(str(corpus_file), tmp_path / "compiled", steps=4, compile=True, **options)
-    from chargen.train import resume_run
+    from chargen.training import resume_run
 
     resumed = resume_run(tmp_path / "compiled", budget={"steps": 8}, runtime={"compile": False})
     a = load_file(tmp_path / "plain" / "model.safetensors")

@@ -12,9 +12,35 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from chargen.api import Run, load, train  # noqa: E402
+from typing import TYPE_CHECKING, Any
+
 from chargen.errors import ChargenError  # noqa: E402
-from chargen.sampling import SamplingConfig, reweight_distribution  # noqa: E402
+
+if TYPE_CHECKING:
+    from chargen.api import Run, load, train
+    from chargen.sampling import SamplingConfig, reweight_distribution
+
+# what each public name is imported from, on first use: ``import chargen`` (and so the command
+# line's ``--help``) does not import torch
+_LAZY = {
+    "Run": "chargen.api",
+    "load": "chargen.api",
+    "train": "chargen.api",
+    "SamplingConfig": "chargen.sampling_config",
+    "reweight_distribution": "chargen.sampling",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """PEP 562: the API's names, imported when first asked for."""
+    if name not in _LAZY:
+        raise AttributeError(f"module 'chargen' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "ChargenError",

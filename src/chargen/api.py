@@ -22,7 +22,7 @@ from chargen.models import LanguageModel
 from chargen.reporting import ConsoleReporter, Reporter
 from chargen.sampling import SamplingConfig
 from chargen.tokenizer import Tokenizer
-from chargen.train import TrainResult, resume_run, start_run
+from chargen.training import TrainResult, resume_run, start_run
 
 
 @dataclass

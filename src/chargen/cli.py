@@ -171,7 +171,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from chargen.checkpoint import load_config, prepare_run_dir
     from chargen.config import DEFAULT_PRESET, RUNTIME_FIELDS, DataConfig, ModelConfig, TrainConfig
     from chargen.reporting import ConsoleReporter
-    from chargen.train import resume_run, start_run
+    from chargen.training import resume_run, start_run
 
     budget = _budget(args)
     reporter = ConsoleReporter()
@@ -656,7 +656,7 @@ def cmd_corpora(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from chargen.api import build_configs
     from chargen.reporting import ConsoleReporter
-    from chargen.train import start_run
+    from chargen.training import start_run
 
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="chargen-demo-"))
     print(
@@ -702,7 +702,7 @@ def _add_decoding_flags(p: argparse.ArgumentParser, encoding_default: str = "utf
 # --------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     from chargen.config import PRESETS, DataConfig, ModelConfig, TrainConfig
-    from chargen.sampling import SamplingConfig
+    from chargen.sampling_config import SamplingConfig
 
     parser = _Parser(
         prog="chargen", description="Train language models on any text and generate from them."

@@ -50,7 +50,7 @@ def corpus_seed_text(config: RunConfig, tokenizer: Tokenizer) -> str:
     the corpus cannot be read here)."""
     from chargen.data import split_ids
     from chargen.run_novelty import open_run_corpus
-    from chargen.train import SEED_TEXT_CHARS, seed_text_start
+    from chargen.training import SEED_TEXT_CHARS, seed_text_start
 
     _refuse_download(config)
     with warnings.catch_warnings():

@@ -1,0 +1,475 @@
+"""The ``Trainer``: a run's state (model, optimizer, batches, clock, best so far), its
+checkpoints, evaluations and the loop ``fit`` that drives them; the step and the sample blocks
+are in ``step.py`` and ``samples.py``.
+
+The loop is deterministic for a fixed seed and thread count, and a resumed run reproduces an
+uninterrupted one bit for bit on CPU.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from chargen import checkpoint as ckpt
+from chargen.data import StreamBatches, WindowBatches, split_ids
+from chargen.distributed import World
+from chargen.early_stop import EarlyStop
+from chargen.errors import ChargenError, TrainingError
+from chargen.evaluate import EvalResult, evaluate_streams, evaluate_windows, token_char_lengths
+from chargen.lines import BOUNDARY, LineBatches, evaluate_items, item_bounds, split_items
+from chargen.models import LanguageModel, build_model, count_parameters
+from chargen.reporting import Reporter
+from chargen.tokenizer import Tokenizer
+from chargen.training.runtime import (
+    StopSignals,
+    compile_for_training,
+    resolve_precision,
+    run_device,
+)
+from chargen.training.samples import SampleMixin, seed_text_start
+from chargen.training.schedule import lr_factor, make_budget, make_optimizer
+from chargen.training.step import StepMixin
+
+TRAIN_LOG_EVERY = 25
+EPOCH_EVAL_STEPS = 100  # an epoch this long ends with an evaluation; shorter ones follow eval_every
+
+
+class TrainingInterrupted(ChargenError):
+    """SIGINT or SIGTERM: the current step finished and a checkpoint was written."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass
+class TrainResult:
+    """How a call to ``fit`` ended."""
+
+    run_dir: Path
+    step: int
+    epoch: float
+    elapsed: float
+    val: EvalResult | None
+    best_val_nats_per_char: float | None
+    best: str = ""  # "best 2.148 nats/char at step 60, 1.1 s"
+    stopped_early: str | None = None
+
+
+class Trainer(StepMixin, SampleMixin):
+    """Owns the model, optimizer, batches and run directory of one training run."""
+
+    def __init__(
+        self,
+        run: Path,
+        config: ckpt.RunConfig,
+        tokenizer: Tokenizer,
+        ids: np.ndarray,
+        corpus_sha: str,
+        reporter: Reporter | None = None,
+        world: World | None = None,
+    ) -> None:
+        self.run = run
+        self.config = config
+        self.tc = config.train
+        self.tokenizer = tokenizer
+        self.world = world or World()
+        # only rank 0 reports, logs and writes
+        self.reporter = (reporter or Reporter()) if self.world.is_main else Reporter()
+        self.corpus_sha = corpus_sha
+        self.device = run_device(self.tc.device, self.world)
+        if self.tc.threads:
+            torch.set_num_threads(self.tc.threads)
+        self.precision = resolve_precision(self.tc.precision, self.device)
+        if tokenizer.vocab_size < 2:
+            raise TrainingError(
+                f"the text has a vocabulary of {tokenizer.vocab_size} symbol; a language model needs at least 2"
+            )
+        self.lines = config.data.lines
+        if self.lines:
+            self._init_items(ids)
+        elif self.tc.batching == "windows":
+            self.train_ids, self.val_ids = split_ids(ids, self.tc.val_fraction)
+            self.batches: StreamBatches | WindowBatches | LineBatches = WindowBatches(
+                self.train_ids,
+                self.tc.batch_size,
+                self.tc.maxlen,
+                self.tc.window_step,
+                self.tc.seed,
+            )
+        else:
+            self.train_ids, self.val_ids = split_ids(ids, self.tc.val_fraction)
+            self.batches = StreamBatches(
+                self.train_ids, self.tc.batch_size, self.tc.seq_len, self.tc.seed
+            )
+        self.rows = self.world.rows(self.batches.batch_size) if self.world.enabled else None
+        self.steps_per_epoch = max(1, self.batches.steps_per_epoch // self.tc.grad_accum)
+        self.char_lengths = token_char_lengths(tokenizer.vocab)
+        torch.manual_seed(self.tc.seed)
+        self.model: LanguageModel = build_model(config.model).to(self.device)
+        self.net: torch.nn.Module = self.model
+        if self.world.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = DistributedDataParallel(self.model, device_ids=ids)
+        if self.tc.compile:
+            self.net = compile_for_training(self.net, self.device)
+        self.optimizer = make_optimizer(self.model, self.tc)
+        self.budget = make_budget(self.tc, self.steps_per_epoch)
+        self.metrics = ckpt.MetricsLog(run)
+        self.step = 0
+        self.epoch = 0
+        self.step_in_epoch = 0
+        self.elapsed = 0.0
+        self.tokens_seen = 0
+        self.early = EarlyStop(self.tc.patience, self.tc.patience_share)
+        self.stopped_early: str | None = None
+        self.last_val: EvalResult | None = None
+        self.last_sample_elapsed: float | None = None
+        self._last_block: tuple[int, str, dict[float, str]] | None = None
+        self.carry: tuple[torch.Tensor, ...] | None = None
+        self.lr_scale = 1.0  # halved at each skipped non-finite step (--on-nan skip)
+        self.nan_skips = 0
+        self.seed_start = seed_text_start(self.tc.seed, len(self.train_ids))
+
+    def _init_items(self, ids: np.ndarray) -> None:
+        """``--lines``: whole items in batches, a fixed random share held out (lines.py)."""
+        if self.tc.batching == "windows":
+            raise TrainingError("--lines trains whole items; --batching windows does not apply")
+        if BOUNDARY not in self.tokenizer.vocab or self.tokenizer.kind == "bpe":
+            raise TrainingError("--lines works with --tokenizer char or word")
+        self.bounds = item_bounds(ids, self.tokenizer.vocab.index(BOUNDARY))
+        self.train_items, self.val_items = split_items(len(self.bounds) - 1, self.tc.val_fraction)
+        self.train_ids = self.val_ids = ids
+        self.batches = LineBatches(
+            ids, self.bounds, self.train_items, self.tc.batch_size, self.tc.seed
+        )
+
+    @property
+    def best_val(self) -> float | None:
+        return self.early.best
+
+    # ----------------------------------------------------------------- state
+    def state_meta(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "epoch": self.epoch,
+            "step_in_epoch": self.step_in_epoch,
+            "elapsed": self.elapsed,
+            "tokens_seen": self.tokens_seen,
+            "best_val": self.best_val,
+            "early_stop": self.early.state(),
+            "lr_scale": self.lr_scale,
+            "nan_skips": self.nan_skips,
+            "corpus_sha256": self.corpus_sha,
+            "batch_size": self.batches.batch_size,
+            "world_size": self.world.size,
+        }
+
+    def save_checkpoint(self) -> None:
+        """Every rank takes part (the carried state and RNG states are gathered); rank 0 writes."""
+        extra: dict[str, torch.Tensor] = {}
+        for i, s in enumerate(self.carry or ()):
+            extra[f"carry.{i}"] = self.world.gather_rows(s, dim=1)
+        rng = torch.get_rng_state()
+        extra["rng_all"] = self.world.gather_rows(rng.to(self.device)[None], dim=0).cpu()
+        if self.device.type == "cuda":
+            cuda_rng = torch.cuda.get_rng_state(self.device).to(self.device)[None]
+            extra["cuda_rng_all"] = self.world.gather_rows(cuda_rng, dim=0).cpu()
+        if self.world.is_main:
+            ckpt.save_weights(self.run / ckpt.WEIGHTS, self.model, {"step": self.step})
+            ckpt.save_trainer_state(self.run, self.model, self.optimizer, self.state_meta(), extra)
+
+    def restore(self) -> None:
+        """Load ``trainer.safetensors`` into this trainer (used by ``--resume``)."""
+        saved = ckpt.load_trainer_state(self.run)
+        meta = saved.meta
+        if meta.get("corpus_sha256") != self.corpus_sha:
+            raise TrainingError(
+                f"{self.run}: the corpus differs from the one this run was trained on; "
+                "resume with the same source and options"
+            )
+        if meta.get("batch_size") != self.batches.batch_size:
+            raise TrainingError(f"{self.run}: the batch layout changed since the run started")
+        ckpt.restore_model(self.model, saved, self.run)
+        try:
+            self.optimizer.load_state_dict(saved.optimizer)
+        except (ValueError, KeyError, RuntimeError) as exc:
+            raise ckpt.CheckpointError(
+                f"{self.run / ckpt.TRAINER}: optimizer state does not fit: {exc}"
+            ) from None
+        self._restore_rng(saved.extra, int(meta.get("world_size", 1)), int(meta["step"]))
+        self.step = int(meta["step"])
+        self.epoch = int(meta["epoch"])
+        self.step_in_epoch = int(meta["step_in_epoch"])
+        self.elapsed = float(meta["elapsed"])
+        self.tokens_seen = int(meta["tokens_seen"])
+        self.early.load({"best": meta.get("best_val"), **meta.get("early_stop", {})})
+        self.lr_scale = float(meta.get("lr_scale", 1.0))
+        self.nan_skips = int(meta.get("nan_skips", 0))
+        carry = [saved.extra[k] for k in sorted(saved.extra) if k.startswith("carry.")]
+        rows = self.rows or slice(None)
+        self.carry = tuple(c[:, rows].contiguous().to(self.device) for c in carry) or None
+        if self.world.is_main:
+            self.metrics.truncate_after(self.step)
+
+    def _restore_rng(self, extra: dict[str, torch.Tensor], saved_world: int, step: int) -> None:
+        """Each rank's own RNG state when the world size is unchanged, else a fresh per-rank seed."""
+        if saved_world == self.world.size and "rng_all" in extra:
+            torch.set_rng_state(extra["rng_all"][self.world.rank].contiguous())
+            if self.device.type == "cuda" and "cuda_rng_all" in extra:
+                torch.cuda.set_rng_state(
+                    extra["cuda_rng_all"][self.world.rank].contiguous(), self.device
+                )
+        else:
+            torch.manual_seed(self.tc.seed + 1_000_003 * step + self.world.rank)
+
+    def evaluate(self) -> EvalResult:
+        if self.lines:
+            return evaluate_items(
+                self.model,
+                self.val_ids,
+                self.bounds,
+                self.val_items,
+                self.char_lengths,
+                max_tokens=self.tc.eval_max_tokens,
+            )
+        if self.tc.batching == "windows":
+            return evaluate_windows(
+                self.model,
+                self.val_ids,
+                self.char_lengths,
+                maxlen=self.tc.maxlen,
+                step=self.tc.window_step,
+                max_tokens=self.tc.eval_max_tokens,
+            )
+        return evaluate_streams(
+            self.model, self.val_ids, self.char_lengths, max_tokens=self.tc.eval_max_tokens
+        )
+
+    # ----------------------------------------------------------------- events
+    def _record_eval(self, train_loss: float, chars_per_s: float) -> None:
+        """Rank 0 evaluates, logs and keeps the best weights; other ranks go on to the next step."""
+        self._last_eval_step = self.step
+        if not self.world.is_main:
+            return
+        result = self.evaluate()
+        self.last_val = result
+        record = {
+            "kind": "eval",
+            "step": self.step,
+            "epoch": self.epoch_float(),
+            "elapsed": round(self.elapsed, 3),
+            "train_loss": train_loss,
+            "val_nats_per_char": result.nats_per_char,
+            "val_bits_per_char": result.bits_per_char,
+            "val_nats_per_token": result.nats_per_token,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "chars_per_s": chars_per_s,
+            "tokens_seen": self.tokens_seen,
+        }
+        self._log(record)
+        self.reporter.evaluation(record)
+        verdict = self.early.update(
+            result.nats_per_char,
+            self.step,
+            self.elapsed,
+            self.budget.fraction(self.step, self.elapsed),
+        )
+        if verdict.new_best:
+            ckpt.save_weights(
+                self.run / ckpt.BEST,
+                self.model,
+                {"step": self.step, "val_nats_per_char": result.nats_per_char},
+            )
+        if verdict.notice:
+            self._log({"kind": "notice", "step": self.step, "text": verdict.notice})
+            self.reporter.message(f"note: {verdict.notice}")
+        budget_over = self.budget.done(self.step, self.elapsed)  # then it is no early stop
+        if verdict.stop and not self.stopped_early and not budget_over:  # the first reason stands
+            self.stopped_early = verdict.stop
+
+    def epoch_float(self) -> float:
+        return round(self.epoch + self.step_in_epoch / self.steps_per_epoch, 4)
+
+    # ----------------------------------------------------------------- loop
+    def fit(self, stop_at_step: int | None = None) -> TrainResult:
+        """Train until the budget (or ``stop_at_step``) is reached; checkpoint, evaluate, sample."""
+        self._last_saved = self.step
+        self.reporter.start(
+            {
+                "parameters": f"{count_parameters(self.model):,}",
+                "vocab": self.tokenizer.vocab_size,
+                **self._split_info(),
+                "steps/epoch": self.steps_per_epoch,
+                "budget": self._budget_text(),
+                "device": self.device.type,
+                "precision": self.precision,
+                "threads": torch.get_num_threads(),
+                "processes": self.world.size,
+            }
+        )
+        self.model.train()
+        self.last_sample_elapsed = self.elapsed  # the first block comes sample_every s in
+        signals = StopSignals()
+        window_loss = 0.0
+        window_steps = 0
+        last_loss = float("nan")
+        speed_seconds, speed_tokens = 0.0, 0
+        chars_per_s = 0.0
+        clock = time.perf_counter() - self.elapsed
+        with signals.installed():
+            try:
+                done = self.budget.done(self.step, self.elapsed)
+                while not done:
+                    if stop_at_step is not None and self.step >= stop_at_step:
+                        break
+                    if self.step_in_epoch >= self.steps_per_epoch:
+                        self._end_epoch(window_loss / max(window_steps, 1), chars_per_s)
+                    scale = lr_factor(
+                        self.tc, self.step, self.budget.fraction(self.step, self.elapsed)
+                    )
+                    for group in self.optimizer.param_groups:
+                        group["lr"] = self.tc.lr * scale * self.lr_scale
+                    step_start = time.perf_counter()
+                    last_loss = (
+                        self._compiled_step()
+                        if self.tc.compile
+                        else self.train_step(self.epoch, self.step_in_epoch)
+                    )
+                    step_seconds = time.perf_counter() - step_start
+                    speed_seconds += step_seconds
+                    self.step += 1
+                    self.step_in_epoch += 1
+                    step_tokens = self.batches.tokens_per_step * self.tc.grad_accum  # all ranks
+                    self.tokens_seen += step_tokens
+                    speed_tokens += step_tokens
+                    if math.isfinite(last_loss):  # a skipped batch (--on-nan skip) has no loss
+                        window_loss += last_loss
+                        window_steps += 1
+                    self.elapsed = time.perf_counter() - clock
+                    # throughput of the training steps alone, over windows of about 0.5 s
+                    chars_per_s = speed_tokens / max(speed_seconds, 1e-9)
+                    if speed_seconds > 0.5:
+                        speed_seconds, speed_tokens = 0.0, 0
+                    total = self.budget.steps
+                    self.reporter.progress(
+                        self.step,
+                        total,
+                        self.budget.fraction(self.step, self.elapsed),
+                        last_loss,
+                        chars_per_s,
+                    )
+                    if self.step % TRAIN_LOG_EVERY == 0:
+                        self._log(
+                            {
+                                "kind": "train",
+                                "step": self.step,
+                                "epoch": self.epoch_float(),
+                                "elapsed": round(self.elapsed, 3),
+                                "loss": window_loss / max(window_steps, 1),
+                                "lr": self.optimizer.param_groups[0]["lr"],
+                                "chars_per_s": chars_per_s,
+                            }
+                        )
+                        train_avg = window_loss / max(window_steps, 1)
+                        window_loss, window_steps = 0.0, 0
+                    else:
+                        train_avg = last_loss
+                    if self.step % self.tc.eval_every == 0:
+                        self._record_eval(train_avg, chars_per_s)
+                    if self._samples_due():
+                        self._record_samples()
+                    if (
+                        self.step % self.tc.checkpoint_every == 0
+                        or self.step % self.tc.eval_every == 0
+                    ):
+                        self._checkpoint()
+                    # every rank takes the same decision: stop if any rank's budget or signal says so
+                    budget_done, signum = self.world.any(
+                        float(
+                            self.budget.done(self.step, self.elapsed) or bool(self.stopped_early)
+                        ),
+                        float(signals.signum or 0),
+                        device=self.device,
+                    )
+                    if signum:
+                        self._checkpoint()
+                        raise self._interrupted(int(signum))
+                    done = bool(budget_done)
+            finally:
+                self.reporter.close()
+        if self.step_in_epoch >= self.steps_per_epoch and not self.stopped_early:
+            self._end_epoch(last_loss, chars_per_s, final=True)
+        else:  # the end of the budget: a last evaluation (unless one just ran) and samples
+            if self._last_eval_step != self.step:
+                self._record_eval(last_loss, chars_per_s)
+            self._record_samples(full=True)
+        self._checkpoint()
+        if self.stopped_early:
+            self._log({"kind": "notice", "step": self.step, "text": self.stopped_early})
+            self.reporter.message(self.stopped_early)
+        return TrainResult(
+            self.run,
+            self.step,
+            self.epoch_float(),
+            self.elapsed,
+            self.last_val,
+            self.best_val,
+            self.early.summary(),
+            self.stopped_early,
+        )
+
+    def _budget_text(self) -> str:
+        if self.budget.seconds is not None:
+            return f"{self.budget.seconds / 60:g} min"
+        epochs = self.budget.steps / self.steps_per_epoch if self.budget.steps else 0
+        return f"{self.budget.steps:,} steps ({epochs:.3g} epochs)"
+
+    def _split_info(self) -> dict[str, Any]:
+        if not self.lines:
+            return {
+                "train tokens": f"{len(self.train_ids):,}",
+                "val tokens": f"{len(self.val_ids):,}",
+            }
+        return {"items": f"{len(self.train_items):,} train, {len(self.val_items):,} val (--lines)"}
+
+    _last_eval_step = -1
+
+    def _end_epoch(self, train_loss: float, chars_per_s: float, final: bool = False) -> None:
+        """A long epoch ends with an evaluation and (``sample_every`` 0) samples, as the book's
+        program does; a short one (a small corpus) leaves both to the step and sample clocks."""
+        self.epoch += 1
+        self.step_in_epoch = 0
+        self.carry = None
+        long_epoch = self.steps_per_epoch >= min(EPOCH_EVAL_STEPS, self.tc.eval_every)
+        if (long_epoch or final) and self._last_eval_step != self.step:
+            self._record_eval(train_loss, chars_per_s)
+        if self.tc.sample_every == 0 or final:
+            self._record_samples(full=final)
+        self._checkpoint()
+
+    def _log(self, record: dict[str, Any]) -> None:
+        if self.world.is_main:
+            self.metrics.append(record)
+
+    def _checkpoint(self) -> None:
+        self.save_checkpoint()
+        self._last_saved = self.step
+
+    def _interrupted(self, signum: int) -> TrainingInterrupted:
+        name = "SIGINT" if signum == signal.SIGINT else "SIGTERM"
+        code = 130 if signum == signal.SIGINT else 143
+        return TrainingInterrupted(
+            f"{name}: stopped after step {self.step}, checkpoint saved in {self.run}; "
+            f"continue with: chargen train {self.config.data.source} --out {self.run} --resume",
+            code,
+        )
