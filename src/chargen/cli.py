@@ -71,6 +71,8 @@ FLAG_HELP = {
     "sample_every": "seconds between blocks of training samples (default 30; one more at the end)",
     "patience": "stop after N evaluations without a new best validation loss (default: never)",
     "patience_share": "stop once no new best came for this share of the budget, in (0, 1]",
+    "log": "tensorboard: also write the metrics and samples as TensorBoard events in RUN/tb/ "
+    "(needs chargen[tensorboard]; view with: tensorboard --logdir runs/)",
     "lines": "each non-empty line is one example (names, titles, words): a fresh state per item, a random 10%% of the lines held out",
     "top_k": "keep the k most likely tokens",
     "top_p": "nucleus: keep the smallest set whose probability reaches p, in (0, 1]",

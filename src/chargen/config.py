@@ -35,6 +35,7 @@ PRECISIONS = ("auto", "fp32", "bf16")
 # TrainConfig fields that belong to the process, not the run: a resumed run may change them
 RUNTIME_FIELDS = ("threads", "device", "compile")
 SCHEDULES = ("cosine", "constant")
+LOG_KINDS = ("none", "tensorboard")
 TOKENIZER_KINDS = ("char", "word", "bpe")
 SAMPLE_TEMPERATURES = (0.2, 0.5, 1.0, 1.2)
 
@@ -253,6 +254,7 @@ class TrainConfig:
     sample_every: float = 30.0  # seconds between sample blocks (a tiny corpus ends epochs fast)
     patience: int | None = None  # stop after N evaluations without a new best
     patience_share: float | None = None  # stop when no new best came for this share of the budget
+    log: str = "none"  # "tensorboard": the metrics also as TensorBoard events in RUN/tb/
 
     def validate(self) -> TrainConfig:
         """Raise ConfigError on an unusable value; return self."""
@@ -319,6 +321,10 @@ class TrainConfig:
             _check_int(self.patience, "--patience", low=1)
         if self.patience_share is not None:
             _check_float(self.patience_share, "--patience-share", low=0.0, high=1.0, low_open=True)
+        if self.log not in LOG_KINDS:
+            raise ConfigError(
+                f"--log must be one of {', '.join(LOG_KINDS)}, got {_short.repr(self.log)}"
+            )
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -38,6 +38,7 @@ from chargen.training.runtime import (
 from chargen.training.samples import SampleMixin, seed_text_start
 from chargen.training.schedule import lr_factor, make_budget, make_optimizer
 from chargen.training.step import StepMixin
+from chargen.training.tensorboard import TensorBoardLog, check_available
 
 TRAIN_LOG_EVERY = 25
 EPOCH_EVAL_STEPS = 100  # an epoch this long ends with an evaluation; shorter ones follow eval_every
@@ -125,6 +126,9 @@ class Trainer(StepMixin, SampleMixin):
         self.optimizer = make_optimizer(self.model, self.tc)
         self.budget = make_budget(self.tc, self.steps_per_epoch)
         self.metrics = ckpt.MetricsLog(run)
+        self.tb: TensorBoardLog | None = None  # opened by fit with --log tensorboard
+        if self.tc.log == "tensorboard" and self.world.is_main:
+            check_available()  # refused before the run folder is touched
         self.step = 0
         self.epoch = 0
         self.step_in_epoch = 0
@@ -303,6 +307,17 @@ class Trainer(StepMixin, SampleMixin):
     # ----------------------------------------------------------------- loop
     def fit(self, stop_at_step: int | None = None) -> TrainResult:
         """Train until the budget (or ``stop_at_step``) is reached; checkpoint, evaluate, sample."""
+        if self.tc.log == "tensorboard" and self.world.is_main:
+            # a resume hides events a killed process logged after the checkpoint's step
+            self.tb = TensorBoardLog(self.run, purge_step=self.step + 1 if self.step else None)
+        try:
+            return self._fit(stop_at_step)
+        finally:
+            if self.tb is not None:
+                self.tb.close()
+                self.tb = None
+
+    def _fit(self, stop_at_step: int | None) -> TrainResult:
         self._last_saved = self.step
         self.reporter.start(
             {
@@ -460,6 +475,8 @@ class Trainer(StepMixin, SampleMixin):
     def _log(self, record: dict[str, Any]) -> None:
         if self.world.is_main:
             self.metrics.append(record)
+            if self.tb is not None:
+                self.tb.write(record)
 
     def _checkpoint(self) -> None:
         self.save_checkpoint()
