@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from chargen import __version__
+from chargen.cli_export import add_export_parser
 from chargen.cli_generate import cmd_generate
 from chargen.errors import ChargenError, ConfigError
 
@@ -787,6 +788,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--length-penalty", type=float, default=1.0, help="beam score = sum log p / length**this"
     )
+    p.add_argument(
+        "--engine",
+        choices=("auto", "torch", "numpy", "onnx"),
+        default="auto",
+        help="auto (default): numpy for LSTM/GRU on the CPU, else torch; onnx: the graph of "
+        "`chargen export` run by onnxruntime (the same tokens; needs chargen[export])",
+    )
+    p.add_argument(
+        "--onnx-model", metavar="PATH", help="--engine onnx: the graph (default RUN/model.onnx)"
+    )
     add_config_flags(p, SamplingConfig, "sampling", skip=frozenset({"temperature"}))
     p.set_defaults(func=cmd_generate)  # chargen.cli_generate
 
@@ -1003,6 +1014,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int)
     p.set_defaults(func=cmd_demo)
+    add_export_parser(sub)  # chargen.cli_export
     return parser
 
 

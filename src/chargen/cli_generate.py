@@ -53,6 +53,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     options.pop("temperature", None)
     configs = [SamplingConfig(temperature=t, **options).validate() for t in args.temperature]
     config, tokenizer, model = load_run(args.run_dir, args.weights)
+    model, engine = _engine(args, model, tokenizer, bool(config.data.lines))
     for cfg in configs:  # constraints this vocabulary cannot meet fail before any output
         SamplingChain(cfg, vocab=token_strings(tokenizer))
     if args.beams != 1:  # beam_search refuses a width below 1 in one line
@@ -78,8 +79,37 @@ def cmd_generate(args: argparse.Namespace) -> int:
             _items_out(args, model, tokenizer, cfg, fmt, novelty, sys.stdout)
         else:
             many = len(configs) > 1 or args.num_samples > 1
-            _prose_out(args, model, tokenizer, cfg, fmt, novelty, sys.stdout, many)
+            _prose_out(args, model, tokenizer, cfg, fmt, novelty, sys.stdout, many, engine)
     return 0
+
+
+def _engine(args: argparse.Namespace, model: Any, tokenizer: Any, items: bool) -> tuple[Any, str]:
+    """The model generation runs and ``generate``'s engine, for ``--engine``.
+
+    ``onnx``: the run's exported step graph (``chargen.onnx_engine``) behind the model
+    interface, drawn by the torch loop. ``torch`` / ``numpy`` choose the loop of prose samples;
+    items (``--lines``) and beams choose their own.
+    """
+    engine = getattr(args, "engine", None) or "auto"
+    onnx_model = getattr(args, "onnx_model", None)
+    if onnx_model is not None and engine != "onnx":
+        raise ConfigError("--onnx-model goes with --engine onnx")
+    if engine == "onnx":
+        from chargen.onnx_engine import default_path, open_onnx_engine
+
+        path = onnx_model if onnx_model is not None else default_path(args.run_dir)
+        return open_onnx_engine(path, model, tokenizer), "torch"
+    if engine != "auto" and (items or args.beams != 1):
+        raise ConfigError(
+            f"--engine {engine} chooses the engine of prose samples; "
+            f"{'--lines runs' if items else '--beams'} take --engine auto or onnx"
+        )
+    if engine == "numpy":
+        from chargen.numpy_generation import supports
+
+        if not supports(model):  # said before the seed line: errors stay one line
+            raise ConfigError("the numpy engine runs float32 LSTM/GRU models on the CPU only")
+    return model, engine
 
 
 def _items_out(
@@ -136,6 +166,7 @@ def _prose_out(
     novelty: Any,
     out: TextIO,
     many: bool,
+    engine: str = "auto",
 ) -> None:
     from chargen.escapes import encode_escapes
     from chargen.generate import generate
@@ -163,6 +194,7 @@ def _prose_out(
             stop=args.stop or (),
             unknown=args.unknown,
             on_text=emit if fmt == "text" else None,
+            engine=engine,
         )
         report = novelty.report(args.prompt + sample.text) if novelty is not None else None
         if fmt == "text":
