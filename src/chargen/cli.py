@@ -23,84 +23,7 @@ from chargen import __version__
 from chargen.cli_export import add_export_parser
 from chargen.cli_generate import cmd_generate
 from chargen.errors import ChargenError, ConfigError
-
-# CLI flag names that differ from the dataclass field they set.
-FLAG_NAMES = {"family": "--model", "num_layers": "--layers", "window_step": "--window-step"}
-NOT_FLAGS = {"vocab_size", "source", "steps", "epochs", "minutes"}
-FLAG_HELP = {
-    "encoding": "text encoding (default utf-8; a named corpus knows its own)",
-    "errors": "undecodable bytes: strict (default), replace or ignore",
-    "lowercase": "lower-case the text, as the book does",
-    "tokenizer": "char (default), word, or bpe (subword pieces; needs chargen[bpe])",
-    "max_vocab": "char/word: keep the most frequent tokens plus <unk>; bpe: the target vocabulary size (default 1024)",
-    "data_dir": "folder holding nietzsche.txt / tinyshakespeare.txt (or set CHARGEN_DATA)",
-    "family": "lstm, gru or transformer",
-    "embed_dim": "token embedding width; 0 feeds one-hot vectors as the book does (RNNs)",
-    "hidden_size": "units per recurrent layer, or the transformer's model width",
-    "num_layers": "recurrent layers or transformer blocks",
-    "dropout": "dropout on inputs, outputs and between layers (and on attention)",
-    "tie_weights": "share the embedding matrix with the output head",
-    "layer_norm": "RNNs: layer-normalise the top layer's output before the head",
-    "num_heads": "transformer: attention heads",
-    "context_size": "transformer: tokens each position attends to (sliding window)",
-    "positions": "transformer: rotary (default; one cached step per token) or learned",
-    "batching": "streams (truncated BPTT, default) or windows (the book's scheme)",
-    "batch_size": "streams (or windows) per step",
-    "seq_len": "streams: tokens per step and stream (BPTT length)",
-    "maxlen": "windows: window length",
-    "window_step": "windows: distance between window starts",
-    "optimizer": "adamw, adam, rmsprop or sgd",
-    "lr": "peak learning rate",
-    "weight_decay": "AdamW weight decay on matrices",
-    "schedule": "cosine (after warm-up) or constant",
-    "warmup_steps": "steps of linear learning-rate warm-up",
-    "min_lr_ratio": "cosine floor as a fraction of --lr",
-    "grad_clip": "clip the gradient norm to this (0: off)",
-    "grad_accum": "accumulate gradients over N consecutive batches per optimizer step",
-    "precision": "auto (default: bf16 autocast where the CPU or GPU computes bf16 natively, else fp32), fp32 or bf16",
-    "on_nan": "a NaN/inf loss: stop (keep the last good checkpoint) or skip the batch and halve the lr",
-    "eval_every": "evaluate on the validation split every N steps (and at the end of an epoch of at least N steps)",
-    "eval_max_tokens": "evaluate on at most this many validation tokens",
-    "checkpoint_every": "write trainer.safetensors every N steps",
-    "val_fraction": "fraction kept for validation: the end of the text, or random lines with --lines",
-    "seed": "random seed (weights, dropout, data order, samples)",
-    "threads": "CPU threads for torch (default: torch's choice)",
-    "device": "auto, cpu or cuda[:N]",
-    "compile": "torch.compile the training forward pass (needs a C++ compiler on the CPU; the first steps wait for it)",
-    "sample_length": "characters per training sample (0: none)",
-    "sample_temperatures": "temperatures of those samples",
-    "sample_every": "seconds between blocks of training samples (default 30; one more at the end)",
-    "patience": "stop after N evaluations without a new best validation loss (default: never)",
-    "patience_share": "stop once no new best came for this share of the budget, in (0, 1]",
-    "log": "tensorboard: also write the metrics and samples as TensorBoard events in RUN/tb/ "
-    "(needs chargen[tensorboard]; view with: tensorboard --logdir runs/)",
-    "lines": "each non-empty line is one example (names, titles, words): a fresh state per item, a random 10%% of the lines held out",
-    "top_k": "keep the k most likely tokens",
-    "top_p": "nucleus: keep the smallest set whose probability reaches p, in (0, 1]",
-    "min_p": "keep tokens with p >= min_p * max p, in [0, 1]",
-    "typical_p": "locally typical sampling mass, in (0, 1]",
-    "repetition_penalty": "CTRL penalty (> 1 discourages tokens in the recent window)",
-    "frequency_penalty": "subtract this times the count of a token in the window",
-    "presence_penalty": "subtract this from tokens present in the window",
-    "penalty_window": "recent tokens the penalties look at",
-    "no_repeat_ngram_size": "never repeat an n-gram of this size (0: off)",
-    "dry_multiplier": "DRY: penalise a repeat of the history by X * base ** (length - allowed) (0: off)",
-    "dry_base": "DRY: growth of the penalty per token of repeat, in [1, 100] (default 1.75)",
-    "dry_allowed_length": "DRY: tokens a repeat may run unpenalised (default 2)",
-    "dry_penalty_last_n": "DRY: recent tokens searched for repeats (-1: the whole history, default; 0: off)",
-    "dry_sequence_breakers": "DRY: strings a repeat may not cross (default: \\n : \" *; escapes read; '' for none)",
-    "xtc_probability": "XTC: chance per token of removing every choice above --xtc-threshold but the least likely (0: off)",
-    "xtc_threshold": "XTC: probability a top choice must reach, in [0, 1] (default 0.1; above 0.5: off)",
-    "top_n_sigma": "keep tokens whose logit is within N standard deviations of the best",
-    "mirostat_tau": "mirostat v2: target surprisal in bits per token (per character for char models; compare the run's val bits/char)",
-    "mirostat_eta": "mirostat v2: learning rate, in (0, 1] (default 0.1)",
-    "dynatemp_range": "dynamic temperature: T from T-X (certain steps) to T+X (uncertain ones) (0: off)",
-    "dynatemp_exponent": "dynamic temperature: normalised entropy ** this sets T within the range (default 1)",
-    "regex": "the continuation must match this regex in full; generation ends when it can go no further (no escapes decoded: quote it, e.g. 'T[^\\n]*\\n')",
-    "ban_chars": "never write these characters (a lipogram: eE; escapes read)",
-    "ban_strings": "never write these strings, even across token boundaries (escapes read)",
-    "logit_bias": "TOKEN=BIAS: add BIAS, in [-100, 100], to that token's logit (escapes read)",
-}
+from chargen.fields import flag_name, help_of, is_flag
 
 
 class _Parser(argparse.ArgumentParser):
@@ -111,7 +34,14 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _flag(name: str) -> str:
-    return FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
+    """The flag that sets configuration field ``name`` (its metadata says, ``fields.py``)."""
+    from chargen.config import DataConfig, ModelConfig, TrainConfig
+
+    for cls in (ModelConfig, TrainConfig, DataConfig):
+        for f in dataclasses.fields(cls):
+            if f.name == name:
+                return flag_name(f)
+    return "--" + name.replace("_", "-")
 
 
 def _scalar_type(hint: Any) -> tuple[Any, bool]:
@@ -132,17 +62,22 @@ def add_config_flags(
     group = parser.add_argument_group(title)
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        if f.name in NOT_FLAGS or f.name in skip:
+        if not is_flag(f) or f.name in skip:
             continue
         kind, many = _scalar_type(hints[f.name])
-        options: dict[str, Any] = {"dest": f.name, "default": None, "help": FLAG_HELP.get(f.name)}
+        text = help_of(f)
+        options: dict[str, Any] = {
+            "dest": f.name,
+            "default": None,
+            "help": text.replace("%", "%%") if text else None,
+        }
         if kind is bool:
             options["action"] = argparse.BooleanOptionalAction
         else:
             options.update(type=kind, metavar="X" if many else f.name.upper())
             if many:
                 options["nargs"] = "+"
-        group.add_argument(_flag(f.name), **options)
+        group.add_argument(flag_name(f), **options)
 
 
 def given_fields(args: argparse.Namespace, cls: type) -> dict[str, Any]:
@@ -150,7 +85,7 @@ def given_fields(args: argparse.Namespace, cls: type) -> dict[str, Any]:
     out = {}
     for f in dataclasses.fields(cls):
         value = getattr(args, f.name, None)
-        if value is not None and f.name not in NOT_FLAGS:
+        if value is not None and is_flag(f):
             out[f.name] = tuple(value) if isinstance(value, list) else value
     return out
 

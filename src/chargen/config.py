@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
 from chargen.errors import ConfigError
+from chargen.fields import option
 
 T = TypeVar("T")
 
@@ -143,17 +144,21 @@ class ModelConfig:
     parameters in all (``estimate_parameters``), checked before anything is allocated.
     """
 
-    family: str = "lstm"
-    vocab_size: int = 0
-    embed_dim: int = 64
-    hidden_size: int = 512
-    num_layers: int = 1
-    dropout: float = 0.0
-    tie_weights: bool = False
-    layer_norm: bool = False
-    num_heads: int = 4
-    context_size: int = 256
-    positions: str = "rotary"
+    family: str = option("lstm", "lstm, gru or transformer", flag="--model")
+    vocab_size: int = option(0, "the number of tokens (set from the tokenizer)", cli=False)
+    embed_dim: int = option(
+        64, "token embedding width; 0 feeds one-hot vectors as the book does (RNNs)"
+    )
+    hidden_size: int = option(512, "units per recurrent layer, or the transformer's model width")
+    num_layers: int = option(1, "recurrent layers or transformer blocks", flag="--layers")
+    dropout: float = option(0.0, "dropout on inputs, outputs and between layers (and on attention)")
+    tie_weights: bool = option(False, "share the embedding matrix with the output head")
+    layer_norm: bool = option(False, "RNNs: layer-normalise the top layer's output before the head")
+    num_heads: int = option(4, "transformer: attention heads")
+    context_size: int = option(256, "transformer: tokens each position attends to (sliding window)")
+    positions: str = option(
+        "rotary", "transformer: rotary (default; one cached step per token) or learned"
+    )
 
     def validate(self) -> ModelConfig:
         """Raise ConfigError on an unusable value; return self."""
@@ -223,38 +228,68 @@ class TrainConfig:
     ``sample_temperatures``, ``threads`` <= 4,096, ``seed`` in [0, 2**63), other counts < 2**62.
     """
 
-    batching: str = "streams"
-    batch_size: int = 32
-    seq_len: int = 128
-    maxlen: int = 60
-    window_step: int = 3
-    optimizer: str = "adamw"
-    lr: float = 3e-3
-    weight_decay: float = 0.01
-    schedule: str = "cosine"
-    warmup_steps: int = 50
-    min_lr_ratio: float = 0.1
-    grad_clip: float = 1.0
-    on_nan: str = "stop"
-    grad_accum: int = 1
-    precision: str = "auto"
-    steps: int | None = None
-    epochs: float | None = None
-    minutes: float | None = None
-    eval_every: int = 200
-    eval_max_tokens: int = 1_000_000
-    checkpoint_every: int = 200
-    val_fraction: float = 0.1
-    seed: int = 1337
-    threads: int | None = None
-    device: str = "auto"
-    compile: bool = False
-    sample_length: int = 400
-    sample_temperatures: tuple[float, ...] = SAMPLE_TEMPERATURES
-    sample_every: float = 30.0  # seconds between sample blocks (a tiny corpus ends epochs fast)
-    patience: int | None = None  # stop after N evaluations without a new best
-    patience_share: float | None = None  # stop when no new best came for this share of the budget
-    log: str = "none"  # "tensorboard": the metrics also as TensorBoard events in RUN/tb/
+    batching: str = option(
+        "streams", "streams (truncated BPTT, default) or windows (the book's scheme)"
+    )
+    batch_size: int = option(32, "streams (or windows) per step")
+    seq_len: int = option(128, "streams: tokens per step and stream (BPTT length)")
+    maxlen: int = option(60, "windows: window length")
+    window_step: int = option(3, "windows: distance between window starts")
+    optimizer: str = option("adamw", "adamw, adam, rmsprop or sgd")
+    lr: float = option(3e-3, "peak learning rate")
+    weight_decay: float = option(0.01, "AdamW weight decay on matrices")
+    schedule: str = option("cosine", "cosine (after warm-up) or constant")
+    warmup_steps: int = option(50, "steps of linear learning-rate warm-up")
+    min_lr_ratio: float = option(0.1, "cosine floor as a fraction of --lr")
+    grad_clip: float = option(1.0, "clip the gradient norm to this (0: off)")
+    on_nan: str = option(
+        "stop",
+        "a NaN/inf loss: stop (keep the last good checkpoint) or skip the batch and halve the lr",
+    )
+    grad_accum: int = option(
+        1, "accumulate gradients over N consecutive batches per optimizer step"
+    )
+    precision: str = option(
+        "auto",
+        "auto (bf16 autocast where the CPU or GPU computes bf16 natively, else fp32), fp32 or bf16",
+    )
+    steps: int | None = option(None, "train for S optimizer steps (--steps)", cli=False)
+    epochs: float | None = option(
+        None, "train for E passes over the training split (--epochs)", cli=False
+    )
+    minutes: float | None = option(None, "train for M minutes of wall time (--minutes)", cli=False)
+    eval_every: int = option(
+        200, "evaluate every N steps (and at the end of an epoch of at least N steps)"
+    )
+    eval_max_tokens: int = option(1_000_000, "evaluate on at most this many validation tokens")
+    checkpoint_every: int = option(200, "write trainer.safetensors every N steps")
+    val_fraction: float = option(
+        0.1, "fraction kept for validation: the end of the text, or random lines with --lines"
+    )
+    seed: int = option(1337, "random seed (weights, dropout, data order, samples)")
+    threads: int | None = option(None, "CPU threads for torch (default: torch's choice)")
+    device: str = option("auto", "auto, cpu or cuda[:N]")
+    compile: bool = option(
+        False, "torch.compile the training forward pass (on the CPU: needs a C++ compiler)"
+    )
+    sample_length: int = option(400, "characters per training sample (0: none)")
+    sample_temperatures: tuple[float, ...] = option(
+        SAMPLE_TEMPERATURES, "temperatures of those samples"
+    )
+    sample_every: float = option(
+        30.0, "seconds between blocks of training samples (default 30; one more at the end)"
+    )
+    patience: int | None = option(
+        None, "stop after N evaluations without a new best validation loss (default: never)"
+    )
+    patience_share: float | None = option(
+        None, "stop once no new best came for this share of the budget, in (0, 1]"
+    )
+    log: str = option(
+        "none",
+        "tensorboard: the metrics and samples also as TensorBoard events in RUN/tb/ "
+        "(needs chargen[tensorboard]; view with: tensorboard --logdir runs/)",
+    )
 
     def validate(self) -> TrainConfig:
         """Raise ConfigError on an unusable value; return self."""
@@ -344,14 +379,30 @@ class DataConfig:
     Limits: ``max_vocab`` in [2, ``MAX_VOCAB``]; ``encoding`` a codec Python knows.
     """
 
-    source: str = "python-docs"
-    encoding: str | None = None
-    errors: str = "strict"
-    lowercase: bool = False
-    tokenizer: str = "char"
-    max_vocab: int | None = None
-    data_dir: str | None = None
-    lines: bool = False  # each non-empty line is one example (lines.py)
+    source: str = option(
+        "python-docs", "file, folder, glob or corpus name (the train command's SOURCE)", cli=False
+    )
+    encoding: str | None = option(
+        None, "text encoding (default utf-8; a named corpus knows its own)"
+    )
+    errors: str = option("strict", "undecodable bytes: strict (default), replace or ignore")
+    lowercase: bool = option(False, "lower-case the text, as the book does")
+    tokenizer: str = option(
+        "char", "char (default), word, or bpe (subword pieces; needs chargen[bpe])"
+    )
+    max_vocab: int | None = option(
+        None,
+        "char/word: keep the most frequent tokens plus <unk>; "
+        "bpe: the target vocabulary size (default 1024)",
+    )
+    data_dir: str | None = option(
+        None, "folder holding nietzsche.txt / tinyshakespeare.txt (or set CHARGEN_DATA)"
+    )
+    lines: bool = option(
+        False,
+        "each non-empty line is one example (names, titles, words): a fresh state per item, "
+        "a random 10% of the lines held out (lines.py)",
+    )
 
     def validate(self) -> DataConfig:
         """Raise ConfigError on an unusable value; return self."""

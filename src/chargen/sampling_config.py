@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chargen.errors import SamplingError
+from chargen.fields import option
 
 GREEDY_BELOW = 1e-12  # a temperature below this is greedy (l / T would overflow)
 
@@ -45,34 +46,71 @@ class SamplingConfig:
     n-gram ban.
     """
 
-    temperature: float = 1.0  # >= 0; 0 = greedy
-    top_k: int | None = None  # in [1, MAX_TOP_K]
-    top_p: float | None = None  # in (0, 1]
-    min_p: float | None = None  # in [0, 1]
-    typical_p: float | None = None  # in (0, 1]
-    repetition_penalty: float = 1.0  # in [0.01, 100] (CTRL: positive logits / r, negative * r)
-    frequency_penalty: float = 0.0  # in [-100, 100]: logit -= f * count(token in window)
-    presence_penalty: float = 0.0  # in [-100, 100]: logit -= p * [token in window]
-    penalty_window: int = 64  # in [1, MAX_WINDOW]: how many recent tokens the penalties look at
-    no_repeat_ngram_size: int = 0  # in [0, MAX_NGRAM]; 0 = off
+    # each field: its default, then its help (the CLI flag --x-y's and the API's), ranges included
+    temperature: float = option(1.0, "one or more; 0 is greedy")
+    top_k: int | None = option(None, "keep the k most likely tokens, k in [1, 1,000,000]")
+    top_p: float | None = option(
+        None, "nucleus: keep the fewest tokens whose p reaches this, in (0, 1]"
+    )
+    min_p: float | None = option(None, "keep tokens with p >= min_p * max p, in [0, 1]")
+    typical_p: float | None = option(None, "locally typical sampling mass, in (0, 1]")
+    repetition_penalty: float = option(
+        1.0, "CTRL: logits of recent tokens / r (or * r if negative); r in [0.01, 100], 1 = off"
+    )
+    frequency_penalty: float = option(
+        0.0, "logit -= this * count of the token in the window; in [-100, 100]"
+    )
+    presence_penalty: float = option(
+        0.0, "logit -= this if the token is in the window; in [-100, 100]"
+    )
+    penalty_window: int = option(64, "recent tokens the penalties look at, in [1, 65,536]")
+    no_repeat_ngram_size: int = option(
+        0, "never repeat an n-gram of this size, in [0, 64] (0: off)"
+    )
     # --- the samplers of samplers.py (DRY, XTC, top-n-sigma, mirostat, dynamic temperature)
-    dry_multiplier: float = 0.0  # in [0, 100]; 0 = off: repeats pay multiplier * base ** excess
-    dry_base: float = 1.75  # in [1, 100]: DRY's growth per token of repeat past the allowed length
-    dry_allowed_length: int = 2  # in [1, 65536]: tokens a repeat may run before DRY penalises it
-    dry_penalty_last_n: int = -1  # -1 (the whole history) or in [0, 2**31 - 1]; 0 = off
-    dry_sequence_breakers: tuple[str, ...] = ("\n", ":", '"', "*")  # <= 64, each <= 40 chars
-    xtc_probability: float = 0.0  # in [0, 1]; 0 = off: chance per step that XTC cuts
-    xtc_threshold: float = 0.1  # in [0, 1]; > 0.5 = off: p a top choice must reach
-    top_n_sigma: float | None = None  # in (0, 100]: keep l >= max l - n * std(l)
-    mirostat_tau: float | None = None  # in (0, 100] bits per token (= per char for char models)
-    mirostat_eta: float = 0.1  # in (0, 1]: mirostat's learning rate
-    dynatemp_range: float = 0.0  # in [0, 100]; 0 = off: T_dyn in [max(0, T - r), T + r]
-    dynatemp_exponent: float = 1.0  # in (0, 100]: T_dyn follows normalised entropy ** this
+    dry_multiplier: float = option(
+        0.0, "DRY: a repeat pays X * base ** (length - allowed), X in [0, 100] (0: off)"
+    )
+    dry_base: float = option(1.75, "DRY: growth of the penalty per token of repeat, in [1, 100]")
+    dry_allowed_length: int = option(2, "DRY: tokens a repeat may run unpenalised, in [1, 65,536]")
+    dry_penalty_last_n: int = option(
+        -1, "DRY: recent tokens searched for repeats (-1: the whole history; 0: off)"
+    )
+    dry_sequence_breakers: tuple[str, ...] = option(
+        ("\n", ":", '"', "*"),
+        "DRY: strings a repeat may not cross (at most 64 of 40 chars; escapes read; '' for none)",
+    )
+    xtc_probability: float = option(
+        0.0,
+        "XTC: chance per token of cutting every choice above the threshold but the least likely",
+    )
+    xtc_threshold: float = option(0.1, "XTC: p a top choice must reach, in [0, 1] (above 0.5: off)")
+    top_n_sigma: float | None = option(
+        None, "keep tokens whose logit is within N (in (0, 100]) standard deviations of the best"
+    )
+    mirostat_tau: float | None = option(
+        None, "mirostat v2: target surprisal in bits per token (per char: compare val bits/char)"
+    )
+    mirostat_eta: float = option(0.1, "mirostat v2: learning rate, in (0, 1]")
+    dynatemp_range: float = option(
+        0.0, "dynamic temperature: T from T-X (certain steps) to T+X (uncertain ones) (0: off)"
+    )
+    dynatemp_exponent: float = option(
+        1.0, "dynamic temperature: normalised entropy ** this sets T within the range"
+    )
     # --- the constraints of constraints.py (regex, banned characters and strings, logit bias)
-    regex: str | None = None  # the continuation must match it in full (re.fullmatch)
-    ban_chars: str = ""  # no token holding one of these characters (a lipogram: "eE")
-    ban_strings: tuple[str, ...] = ()  # never in the text, even across token boundaries
-    logit_bias: tuple[str, ...] = ()  # "TOKEN=BIAS": BIAS in [-100, 100] added to TOKEN's logit
+    regex: str | None = option(
+        None,
+        "the continuation must match this regex in full (re.fullmatch); generation ends when it "
+        "can go no further (no escapes decoded: quote it, e.g. 'T[^\\n]*\\n')",
+    )
+    ban_chars: str = option("", "never write these characters (a lipogram: eE; escapes read)")
+    ban_strings: tuple[str, ...] = option(
+        (), "never write these strings, even across token boundaries (escapes read)"
+    )
+    logit_bias: tuple[str, ...] = option(
+        (), "TOKEN=BIAS: add BIAS, in [-100, 100], to that token's logit (escapes read)"
+    )
 
     def validate(self) -> SamplingConfig:
         """Raise SamplingError (one line naming the CLI flag) on a value out of range; return self.
