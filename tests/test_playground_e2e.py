@@ -1,6 +1,9 @@
 """End to end in headless Chromium: the page opens on the run's seed text, generates (a fresh
 seed per click, shown, and reproducing its text when kept), keeps warnings in view, colours by
-surprisal with a toggle, redraws the reweighted distribution as the slider moves, reflows at
+surprisal with a toggle, shows the alternatives the model weighed at every generated character
+(before and after the sampling rules, equal to /v1/distribution's) and the sampler X-ray,
+streams several temperatures side by side (each column what /v1/generate gives), lets one write
+with the model (pick, undo, continue, download), keeps every setting in its URL, reflows at
 420 px, and ``/docs`` renders with the network blocked.
 
 Screenshots at 1400 and 420 px go to ``$CHARGEN_SCREENSHOTS`` (else a pytest temporary folder);
@@ -9,6 +12,8 @@ the folder is printed past pytest's capture, so a CI log names it.
 
 from __future__ import annotations
 
+import json
+import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -71,6 +76,47 @@ def _generate(page, how: str = "click") -> tuple[str, str]:
     seed = shown.removeprefix("seed ")
     assert page.input_value("#seed") == seed
     return seed, page.evaluate(GENERATED)
+
+
+def _fits_420(page) -> None:
+    """Nothing wider than a 420 px screen: the document, its canvases, the inspector."""
+    widths = page.evaluate(
+        "({doc: document.documentElement.scrollWidth, view: window.innerWidth,"
+        " boxes: [...document.querySelectorAll('canvas, #inspector:not([hidden]), .column')]"
+        ".map(c => c.getBoundingClientRect().right)})"
+    )
+    assert widths["doc"] <= widths["view"] == 420
+    assert all(right <= 420 for right in widths["boxes"])
+
+
+def _open(pw, url: str, width: int = 1400, query: str = ""):
+    """A browser and its page on the playground, ready; errors the page raises are collected."""
+    browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+    page = browser.new_page(viewport={"width": width, "height": 1000}, accept_downloads=True)
+    page.errors = []
+    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+    page.goto(url + "/" + query)
+    page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+    return browser, page
+
+
+def _span(page, text: str, near: int) -> str:
+    """A selector for a generated token of ``text`` (a selector) at ``near`` or after it that
+    has a box to point at (a newline has none)."""
+    i = page.evaluate(
+        f'[...document.querySelectorAll("{text} span[data-i]")]'
+        f".findIndex((s, k) => k >= {near} && s.textContent.trim() !== '')"
+    )
+    assert i >= 0
+    return f"{text} span[data-i='{i}']"
+
+
+def _rows(page, figure: str) -> list[tuple[str, float]]:
+    """(token, p) of each row of a bar chart, in order."""
+    return page.evaluate(
+        f"[...document.querySelectorAll('{figure} tbody tr')]"
+        ".map(r => [r.dataset.token, parseFloat(r.dataset.p)])"
+    )
 
 
 def test_playground_in_a_browser(trained_run: Path, screenshots: Path) -> None:
@@ -148,37 +194,336 @@ def test_playground_in_a_browser(trained_run: Path, screenshots: Path) -> None:
         page.fill("#length", "120")
         _generate(page)
 
-        # the temperature slider reweights the next-character distribution
-        page.wait_for_function("document.getElementById('chart-t').dataset.entropy !== undefined")
-        at_one = float(page.get_attribute("#chart-t", "data-entropy"))
+        # the sampler X-ray: the temperature's step sharpens (T < 1) or flattens the model's
         page.fill("#temperature", "0.2")
-        page.wait_for_function(
-            f"document.getElementById('chart-t').dataset.entropy !== '{at_one:.4f}'"
+        page.wait_for_selector("#xray figure[data-label='temperature 0.2']")
+        model = float(page.get_attribute("#xray figure[data-label='model']", "data-entropy"))
+        cold = float(
+            page.get_attribute("#xray figure[data-label='temperature 0.2']", "data-entropy")
         )
-        cold = float(page.get_attribute("#chart-t", "data-entropy"))
-        assert cold < at_one
-        assert "T = 0.20" in page.inner_text("#caption-t")
+        assert cold < model
+        assert page.inner_text("#temperature-value") == "0.20"
         page.fill("#temperature", "1.8")
-        page.wait_for_function(
-            f"parseFloat(document.getElementById('chart-t').dataset.entropy) > {at_one}"
+        page.wait_for_selector("#xray figure[data-label='temperature 1.8']")
+        hot = float(
+            page.get_attribute("#xray figure[data-label='temperature 1.8']", "data-entropy")
         )
-        page.fill("#temperature", "1")
+        assert hot > model
+        # the picture of the README: a few rules on, a character inspected
+        page.fill("#temperature", "0.8")
+        page.fill("#top_k", "10")
+        page.wait_for_selector("#xray figure[data-label='top k 10']")
+        _generate(page)
+        page.hover(_span(page, "#output", 30))
+        page.wait_for_selector("#xray figure[data-label='top k 10'] tr.chosen")
+        page.wait_for_selector("#inspector-after tr.chosen")
         page.screenshot(path=str(screenshots / "playground-1400.png"), full_page=True)
 
         # a phone: one column, nothing wider than the screen, canvases within their boxes
         page.set_viewport_size({"width": 420, "height": 900})
         page.wait_for_timeout(300)  # the resize observer redraws on the next frame
-        widths = page.evaluate(
-            "({doc: document.documentElement.scrollWidth, view: window.innerWidth,"
-            " canvases: [...document.querySelectorAll('canvas')]"
-            ".map(c => c.getBoundingClientRect().right)})"
-        )
-        assert widths["doc"] <= widths["view"] == 420
-        assert all(right <= 420 for right in widths["canvases"])
+        _fits_420(page)
+        page.hover(_span(page, "#output", 3))
+        page.wait_for_selector("#inspector-after tr.chosen")
+        _fits_420(page)  # the inspector too
         page.screenshot(path=str(screenshots / "playground-420.png"), full_page=True)
         browser.close()
     assert not errors
     assert requested and all(r.startswith(url) for r in requested)  # nothing from outside
+
+
+def test_the_alternatives_at_every_character(trained_run: Path) -> None:
+    """Hovering, clicking or focusing a generated character shows the top 10 the model weighed
+    there, before (T = 1: /v1/distribution's own values) and after the rules (what it was
+    drawn from), and the charts below follow it, rule by rule."""
+    with running_server(trained_run) as url, sync_api.sync_playwright() as pw:
+        browser, page = _open(pw, url)
+        page.fill("#prompt", "the dog ")
+        page.fill("#length", "40")
+        page.fill("#top_k", "3")
+        page.fill("#temperature", "0.7")
+        _generate(page)
+        pieces = page.evaluate(
+            "[...document.querySelectorAll('#output span[data-i]')].map(s => s.textContent)"
+        )
+        assert len(pieces) == 40
+        visible = [i for i, piece in enumerate(pieces) if piece.strip()]  # a newline has no box
+        for i in (visible[0], visible[len(visible) // 2], visible[-1]):
+            page.hover(f"#output span[data-i='{i}']")
+            page.wait_for_function(
+                f"document.querySelector('#inspector-drawn').textContent.includes('{i + 1} of')"
+            )
+            page.wait_for_selector("#inspector-before tbody tr")
+            assert page.is_visible("#inspector")
+            context = "the dog " + "".join(pieces[:i])
+            assert page.inner_text("#inspector-title").startswith("Next character after")
+            before = _rows(page, "#inspector-before")
+            answer = page.request.post(
+                url + "/v1/distribution", data={"prompt": context, "temperature": 0.7, "top_k": 3}
+            ).json()
+            top10 = [
+                (t, math.exp(lp))
+                for t, lp in zip(answer["tokens"], answer["logprobs"], strict=True)
+            ][:10]
+            shown = [r for r in before if r[0] in dict(top10)][:10]
+            assert [t for t, _ in shown] == [t for t, _ in top10]
+            for (_, p_shown), (_, p_server) in zip(shown, top10, strict=True):
+                assert p_shown == pytest.approx(p_server, rel=1e-12)
+            rest = float(page.get_attribute("#inspector-before", "data-rest"))
+            assert sum(p for _, p in before) <= 1 + 1e-9
+            assert sum(p for _, p in before) + rest == pytest.approx(1, abs=1e-9)
+            # after the rules (top-k 3): at most 3 kept, the drawn one among them, highlighted
+            after = _rows(page, "#inspector-after")
+            assert 1 <= len(after) <= 3 and sum(p for _, p in after) <= 1 + 1e-6  # float32
+            assert page.get_attribute("#inspector-after tr.chosen", "data-token") == pieces[i]
+            last = answer["stages"][-1]
+            assert [t for t, _ in after] == last["tokens"][:3]
+            # the charts below follow the character: the model, then each rule in turn
+            page.wait_for_function(
+                "document.body.dataset.sectionContext === " + json.dumps(context)
+            )
+            labels = page.evaluate(
+                "[...document.querySelectorAll('#xray figure')].map(f => f.dataset.label)"
+            )
+            assert labels == [s["label"] for s in answer["stages"]]
+            assert labels == ["model", "temperature 0.7", "top k 3"]
+            assert "at character" in page.inner_text("#charts-where")
+        # leaving the text closes it; a click keeps it open; Escape closes it
+        page.mouse.move(5, 5)
+        page.wait_for_selector("#inspector", state="hidden")
+        page.click(f"#output span[data-i='{visible[1]}']")
+        page.mouse.move(5, 5)
+        page.wait_for_timeout(200)
+        assert page.is_visible("#inspector")
+        page.keyboard.press("Escape")
+        page.wait_for_selector("#inspector", state="hidden")
+        # the keyboard: focus the text, then the arrows walk through its characters
+        page.focus("#prompt")
+        page.focus("#output")
+        page.wait_for_function(
+            "document.querySelector('#inspector-drawn').textContent.includes('1 of')"
+        )
+        page.keyboard.press("ArrowRight")
+        page.keyboard.press("ArrowRight")
+        page.wait_for_function(
+            "document.querySelector('#inspector-drawn').textContent.includes('3 of')"
+        )
+        assert page.get_attribute("#output span.current", "data-i") == "2"
+        page.keyboard.press("End")
+        page.wait_for_function(
+            "document.querySelector('#inspector-drawn').textContent.includes('40 of')"
+        )
+        browser.close()
+    assert not page.errors
+
+
+def test_temperatures_side_by_side(trained_run: Path, screenshots: Path) -> None:
+    """One column per temperature, streamed at once with the same seed and prompt; each is what
+    /v1/generate gives at its temperature (itself equal to ``chargen generate``)."""
+    with running_server(trained_run) as url, sync_api.sync_playwright() as pw:
+        browser, page = _open(pw, url)
+        page.focus("#tab-generate")  # the modes are tabs: the arrow keys move between them
+        page.keyboard.press("ArrowRight")
+        assert page.get_attribute("#tab-compare", "aria-selected") == "true"
+        assert page.evaluate("document.activeElement.id") == "tab-compare"
+        assert page.is_visible("#mode-compare") and not page.is_visible("#mode-generate")
+        assert page.input_value("#temps") == "0.2, 0.5, 1.0, 1.2"
+        assert "one model step per token" in page.inner_text("#temps-hint")
+        page.fill("#temps", "0.2, 0.5, 1.0, 1.2, 0")
+        page.fill("#prompt", "a dog ")
+        page.fill("#length", "80")
+        page.fill("#seed", "2024")
+        page.click("#generate")
+        page.wait_for_function(
+            "document.querySelectorAll('.column[data-done]').length === 5", timeout=60_000
+        )
+        columns = page.evaluate(
+            "[...document.querySelectorAll('.column')].map(c => [c.dataset.temperature,"
+            " c.dataset.text, c.querySelector('h3').textContent,"
+            " [...c.querySelectorAll('span[data-i]')].map(s => s.textContent).join(''),"
+            " c.querySelector('span[data-i]').style.background])"
+        )
+        assert [c[2] for c in columns] == [
+            "T = 0.20",
+            "T = 0.50",
+            "T = 1.00",
+            "T = 1.20",
+            "T = 0.00",
+        ]
+        texts = set()
+        for t, text, _, streamed, colour in columns:
+            assert text == streamed and len(text) == 80 and colour  # coloured by surprisal
+            body = {"prompt": "a dog ", "length": 80, "seed": 2024, "temperature": float(t)}
+            expected = page.request.post(url + "/v1/generate", data=body).json()["text"]
+            assert text == expected, t
+            texts.add(text)
+        assert len(texts) > 1  # the temperature tells
+        assert "seed 2024" in page.inner_text("#compare-seed")
+        # a column's characters can be inspected too, at its own temperature
+        page.hover(_span(page, ".column[data-temperature='0.5']", 4))
+        page.wait_for_selector("#xray figure[data-label='temperature 0.5']")
+        page.screenshot(path=str(screenshots / "side-by-side-1400.png"), full_page=True)
+        # at 420 px the columns stack, one under the other
+        page.mouse.move(5, 5)
+        page.set_viewport_size({"width": 420, "height": 900})
+        page.wait_for_timeout(300)
+        lefts = page.evaluate(
+            "[...document.querySelectorAll('.column')].map(c => c.getBoundingClientRect().left)"
+        )
+        assert len(set(lefts)) == 1
+        _fits_420(page)
+        page.screenshot(path=str(screenshots / "side-by-side-420.png"), full_page=True)
+        browser.close()
+    assert not page.errors
+
+
+def test_write_with_the_model(trained_run: Path, screenshots: Path) -> None:
+    with running_server(trained_run) as url, sync_api.sync_playwright() as pw:
+        browser, page = _open(pw, url)
+        page.fill("#prompt", "the cat ")
+        page.click("#tab-write")
+        assert not page.is_visible("#prompt")  # the text so far takes its place
+        assert page.input_value("#write-text") == "the cat "
+        page.wait_for_function("document.getElementById('choices').dataset.context === 'the cat '")
+        choices = page.evaluate(
+            "[...document.querySelectorAll('.choice')].map(b => [b.dataset.token, +b.dataset.p])"
+        )
+        assert 1 <= len(choices) <= 10 and sum(p for _, p in choices) <= 1 + 1e-9
+        answer = page.request.post(url + "/v1/distribution", data={"prompt": "the cat "}).json()
+        assert [t for t, _ in choices] == answer["stages"][-1]["tokens"][:10]
+        # a pick appends the token; Undo (the button, then Ctrl+Z) takes it back
+        token = choices[1][0]
+        page.click(".choice >> nth=1")
+        assert page.input_value("#write-text") == "the cat " + token
+        page.wait_for_function(
+            "document.getElementById('choices').dataset.context === "
+            + json.dumps("the cat " + token)
+        )
+        page.click("#write-undo")
+        assert page.input_value("#write-text") == "the cat "
+        page.wait_for_function("document.getElementById('choices').dataset.context === 'the cat '")
+        page.focus(".choice >> nth=0")
+        page.keyboard.press("1")  # keys pick too
+        first = choices[0][0]
+        assert page.input_value("#write-text") == "the cat " + first
+        page.keyboard.press("Control+z")
+        assert page.input_value("#write-text") == "the cat "
+        # the user's own text, then the model continues from there (a seed kept: reproducible)
+        page.click("#write-text")
+        page.keyboard.press("End")
+        page.keyboard.type("s")
+        assert page.input_value("#write-text") == "the cat s"
+        page.fill("#length", "30")
+        page.fill("#seed", "77")
+        page.click("#write-continue")
+        page.wait_for_function("document.getElementById('status').textContent.startsWith('done')")
+        grown = page.input_value("#write-text")
+        expected = page.request.post(
+            url + "/v1/generate", data={"prompt": "the cat s", "length": 30, "seed": 77}
+        ).json()["text"]
+        assert grown == "the cat s" + expected
+        page.click("#write-undo")
+        assert page.input_value("#write-text") == "the cat s"
+        page.click("#write-undo")  # the typing, as one step
+        assert page.input_value("#write-text") == "the cat "
+        page.click("#write-continue")
+        page.wait_for_function("document.getElementById('status').textContent.startsWith('done')")
+        with page.expect_download() as download:
+            page.click("#write-download")
+        saved = Path(download.value.path()).read_text(encoding="utf-8")
+        assert saved == page.input_value("#write-text")
+        assert download.value.suggested_filename.endswith(".txt")
+        page.screenshot(path=str(screenshots / "write-1400.png"), full_page=True)
+        page.set_viewport_size({"width": 420, "height": 900})
+        page.wait_for_timeout(300)
+        _fits_420(page)
+        page.screenshot(path=str(screenshots / "write-420.png"), full_page=True)
+        browser.close()
+    assert not page.errors
+
+
+def test_the_url_holds_every_setting(trained_run: Path) -> None:
+    """A link restores every control (and opens the groups holding them); with its seed, it
+    gives the same text; changing a control changes the link."""
+    query = (
+        "?temperature=0.6&top_k=7&min_p=0.05&length=50&seed=31337&repetition_penalty=1.2"
+        "&dry_multiplier=0.8&dry_sequence_breakers=%5Cn%0A.&xtc_probability=0.3&mirostat_eta=0.2"
+        "&ban_chars=q&stop=%5Cn%5Cn&prompt=a+dog+&regex=%5Ba-z+.%5Cn%5D%2B"
+    )
+    with running_server(trained_run) as url, sync_api.sync_playwright() as pw:
+        browser, page = _open(pw, url, query=query)
+        values = {
+            "temperature": "0.6",
+            "top_k": "7",
+            "min_p": "0.05",
+            "length": "50",
+            "seed": "31337",
+            "repetition_penalty": "1.2",
+            "dry_multiplier": "0.8",
+            "dry_sequence_breakers": "\\n\n.",
+            "xtc_probability": "0.3",
+            "mirostat_eta": "0.2",
+            "ban_chars": "q",
+            "stop": "\\n\\n",
+            "prompt": "a dog ",
+            "regex": "[a-z .\\n]+",
+        }
+        for name, value in values.items():
+            assert page.input_value(f"#{name}") == value, name
+        assert page.inner_text("#temperature-value") == "0.60"
+        assert page.is_checked("#seed-lock")
+        opened = page.evaluate(
+            "[...document.querySelectorAll('details.group')].filter(d => d.open).map(d => d.id)"
+        )
+        assert set(opened) == {
+            "group-truncation",
+            "group-penalties",
+            "group-dry",
+            "group-adaptive",
+            "group-constraints",
+        }
+        assert "1 changed" in page.inner_text("#group-penalties summary")
+        # the link's sample, twice, and as /v1/generate gives it
+        _, first = _generate(page)
+        _, again = _generate(page)
+        assert first == again
+        body = {
+            "prompt": "a dog ",
+            "length": 50,
+            "seed": 31337,
+            "temperature": 0.6,
+            "top_k": 7,
+            "min_p": 0.05,
+            "repetition_penalty": 1.2,
+            "dry_multiplier": 0.8,
+            "dry_sequence_breakers": ["\n", "."],
+            "xtc_probability": 0.3,
+            "mirostat_eta": 0.2,
+            "ban_chars": "q",
+            "stop": ["\n\n"],
+            "regex": "[a-z .\n]+",
+        }
+        assert first == page.request.post(url + "/v1/generate", data=body).json()["text"]
+        # a change reaches the link; a mode too; and the link restores them
+        page.fill("#top_k", "9")
+        page.click("#tab-compare")
+        page.wait_for_function("location.search.includes('top_k=9')")
+        link = page.url
+        assert "mode=compare" in link and "seed=31337" in link
+        fresh = browser.new_page()
+        fresh.goto(link)
+        fresh.wait_for_selector("body[data-ready='1']")
+        assert fresh.input_value("#top_k") == "9" and fresh.is_visible("#mode-compare")
+        assert fresh.get_attribute("#tab-compare", "aria-selected") == "true"
+        # resetting brings the defaults back, and the link with them
+        page.click("#tab-generate")
+        page.click("#reset-settings")
+        page.wait_for_function("!location.search.includes('top_k')")
+        assert page.input_value("#top_k") == "" and page.input_value("#dry_sequence_breakers") == (
+            '\\n\n:\n"\n*'
+        )
+        browser.close()
+    assert not page.errors
 
 
 def test_docs_render_offline(trained_run: Path, screenshots: Path) -> None:

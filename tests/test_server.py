@@ -178,3 +178,105 @@ def test_timeout_ends_a_request(trained_run: Path) -> None:
     ) as c:
         data = c.post("/v1/generate", json={"length": 1_000_000}).json()
     assert data["stop_reason"] == "timeout" and len(data["tokens"]) < 1_000_000
+
+
+def _finite_json(text: str) -> dict:
+    """The body parsed, refusing NaN and Infinity (not JSON; a browser's JSON.parse fails)."""
+
+    def refuse(name: str) -> None:
+        raise AssertionError(f"{name} in a JSON answer")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_distribution_xray_ends_with_what_generate_draws_from(
+    client: TestClient, trained_run: Path
+) -> None:
+    import torch
+
+    from chargen.chain import SamplingChain
+    from chargen.generate import token_strings
+    from chargen.inspect_next import next_logits
+
+    settings = {"temperature": 0.8, "top_k": 5, "repetition_penalty": 1.3}
+    res = client.post("/v1/distribution", json={"prompt": "the c", **settings, "xray_top": 50})
+    assert res.status_code == 200, res.text
+    dist = _finite_json(res.text)
+    labels = [s["label"] for s in dist["stages"]]
+    assert labels[0] == "model" and len(labels) == 4
+    assert labels[1].startswith("repetition penalty 1.3") and labels[2] == "temperature 0.8"
+    assert labels[3] == "top k 5"
+    # the first stage is the model at T = 1, as tokens / logprobs (kept for compatibility) say
+    model = dist["stages"][0]
+    assert model["tokens"] == dist["tokens"][:50]
+    assert model["logprobs"] == pytest.approx(dist["logprobs"][:50], abs=1e-6)
+    # the last is the chain's own distribution (the prompt is the history the penalties read)
+    _, tok, lm = load_run(trained_run)
+    ids, logits = next_logits(lm, tok, "the c")
+    cfg = SamplingConfig(temperature=0.8, top_k=5, repetition_penalty=1.3)
+    expected = SamplingChain(cfg, vocab=token_strings(tok)).logprobs(
+        logits, torch.tensor([ids], dtype=torch.long)
+    )[0]
+    last = dist["stages"][-1]
+    assert last["kept"] == 5 and len(last["tokens"]) == 5
+    for token, lp in zip(last["tokens"], last["logprobs"], strict=True):
+        assert lp == pytest.approx(float(expected[tok.encode(token)[0]]), abs=1e-5)
+    assert sum(2.718281828459045**lp for lp in last["logprobs"]) == pytest.approx(1, abs=1e-5)
+    assert last["entropy_bits"] < model["entropy_bits"]
+    # what /v1/generate draws comes from it, with the log-probability the X-ray gives
+    for seed in range(6):
+        drawn = client.post(
+            "/v1/generate", json={"prompt": "the c", "length": 1, "seed": seed, **settings}
+        ).json()["tokens"][0]
+        assert drawn["token"] in last["tokens"]
+        shown = last["logprobs"][last["tokens"].index(drawn["token"])]
+        assert drawn["logprob"] == pytest.approx(shown, abs=1e-5)
+
+
+def test_distribution_top_k_1_is_one_hot_on_the_greedy_token(client: TestClient) -> None:
+    for extra in ({"top_k": 1}, {"temperature": 0}):
+        dist = client.post("/v1/distribution", json={"prompt": "a dog ", **extra}).json()
+        last = dist["stages"][-1]
+        assert last["tokens"] == [dist["tokens"][0]] and last["logprobs"] == [0.0]
+        assert last["kept"] == 1 and last["entropy_bits"] == 0.0
+        greedy = client.post(
+            "/v1/generate", json={"prompt": "a dog ", "length": 1, "seed": 5, **extra}
+        ).json()
+        assert greedy["text"] == dist["tokens"][0]
+    plain = client.post("/v1/distribution", json={"prompt": "a dog "}).json()
+    assert [s["label"] for s in plain["stages"]] == ["model"]  # no rule: drawn from the model
+
+
+def test_distribution_leaves_out_what_the_rules_rule_out(client: TestClient) -> None:
+    res = client.post(
+        "/v1/distribution",
+        json={"prompt": "the ", "ban_chars": "aeiou", "logit_bias": ["t=-100"], "xray_top": 100},
+    )
+    dist = _finite_json(res.text)  # no -inf, no NaN
+    last = dist["stages"][-1]
+    assert not set("aeiou") & set("".join(last["tokens"]))  # banned: left out
+    banned = [t for t in dist["tokens"] if set(t) & set("aeiou")]
+    assert last["kept"] == len(last["tokens"]) == len(dist["tokens"]) - len(banned) > 0
+    assert last["tokens"][-1] == "t"  # a bias of -100 leaves it last, not out
+
+
+@pytest.mark.parametrize(
+    "body, needle",
+    [
+        ({"bogus": 1}, "bogus"),
+        ({"stop": ["x"]}, "stop"),  # a field of /v1/generate that is not a sampling rule
+        ({"top_p": 2}, "--top-p"),
+        ({"temperature": -1}, "--temperature"),
+        ({"xray_top": 0}, "xray_top"),
+        ({"regex": "("}, "--regex"),
+        ({"mirostat_tau": 3, "top_k": 5}, "--mirostat-tau"),
+        ({"prompt": "☃☃"}, "vocabulary"),
+    ],
+)
+def test_distribution_refuses_bad_input_in_one_line(
+    client: TestClient, body: dict, needle: str
+) -> None:
+    res = client.post("/v1/distribution", json=body)
+    assert res.status_code == 422
+    detail = res.json()["detail"]
+    assert isinstance(detail, str) and "\n" not in detail and needle in detail

@@ -3,7 +3,8 @@
 Safe by default: it serves only the run named at start (no path comes from a request), caps
 request bodies (counted as they arrive, see ``body.py``), every field, the queue and the time
 per request, and sends no CORS headers unless origins are given. Every error is one line of
-JSON (``{"detail": "..."}``): no traceback and no path reaches a client.
+JSON (``{"detail": "..."}``; OpenAI's ``{"error": {...}}`` on the OpenAI-compatible routes of
+``openai_api.py``): no traceback and no path reaches a client.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 import math
 import time
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from chargen import checkpoint as ckpt
 from chargen.chain import SamplingChain
@@ -57,6 +58,7 @@ class ServerLimits:
     max_stop_chars: int = 256  # characters per stop string
     max_score_chars: int = 200_000  # /v1/score text (the body limit binds first by default)
     stuck_after_s: float = 5.0  # /healthz is 503 when the generation loop was idle this long
+    max_choices: int = 16  # /v1/completions: choices per request (prompts times n)
 
 
 MAX_SEED = 2**64 - 1  # seeds are taken mod 2**64 (rng.py); larger ones only alias
@@ -137,16 +139,42 @@ class ScoreRequest(BaseModel):
         return _no_lone_surrogates(value)
 
 
-class DistributionRequest(BaseModel):
+class _DistributionFields(BaseModel):
+    """What /v1/distribution takes besides the sampling fields (added below)."""
+
     model_config = ConfigDict(extra="forbid")
 
     prompt: str = ""
-    top: int = Field(400, ge=1, le=5000)
+    top: int = Field(400, ge=1, le=5000)  # the model's likeliest tokens at T = 1
+    xray_top: int = Field(10, ge=1, le=1000)  # the likeliest tokens of each X-ray stage
 
     @field_validator("prompt")
     @classmethod
     def _text(cls, value: str) -> str:
         return _no_lone_surrogates(value)
+
+    @field_validator("ban_strings", "logit_bias", "dry_sequence_breakers", check_fields=False)
+    @classmethod
+    def _texts(cls, value: Any) -> Any:
+        return type(value)(_no_lone_surrogates(v) for v in value)
+
+    @field_validator("regex", "ban_chars", check_fields=False)
+    @classmethod
+    def _pattern(cls, value: str | None) -> str | None:
+        return value if value is None else _no_lone_surrogates(value)
+
+
+# The context and GenerateRequest's sampling fields, by the same names, defaults and checks (one
+# definition: a sampling field added to GenerateRequest is taken here too).
+DistributionRequest = create_model(
+    "DistributionRequest",
+    __base__=_DistributionFields,
+    **{  # type: ignore[call-overload]
+        name: (field.annotation, field)
+        for name, field in GenerateRequest.model_fields.items()
+        if name in SamplingConfig.__dataclass_fields__
+    },
+)
 
 
 def _sampling(req: GenerateRequest) -> SamplingConfig:
@@ -183,6 +211,22 @@ def _public_config(config: ckpt.RunConfig) -> dict[str, Any]:
 
 def _finite_or_none(values: list[float]) -> list[float | None]:
     return [v if math.isfinite(v) else None for v in values]
+
+
+def _stage(label: str, logprobs: torch.Tensor, top: int, pieces: list[str]) -> dict[str, Any]:
+    """One stage of the sampler X-ray: its ``top`` likeliest tokens that keep p > 0."""
+    order = torch.sort(logprobs, descending=True, stable=True).indices[:top].tolist()
+    kept = [i for i in order if math.isfinite(float(logprobs[i]))]
+    probs = logprobs.exp()
+    h = -float(torch.where(probs > 0, probs * logprobs, torch.zeros_like(probs)).sum())
+    alive = int(torch.isfinite(logprobs).sum())
+    return {
+        "label": label,
+        "tokens": [pieces[i] for i in kept],
+        "logprobs": [float(logprobs[i]) for i in kept],
+        "kept": alive,
+        "entropy_bits": max(h, 0.0) / math.log(2) + 0.0 if alive and math.isfinite(h) else None,
+    }
 
 
 SWAGGER_FILES = ("swagger-ui-bundle.js", "swagger-ui.css")
@@ -352,12 +396,18 @@ def create_app(
                 f"each stop string must be at most {limits.max_stop_chars} characters on this server"
             )
 
-    async def make_job(req: GenerateRequest, request: Request) -> tuple[Job, list[str]]:
+    async def make_job(
+        req: GenerateRequest,
+        request: Request,
+        chain_type: Callable[..., SamplingChain] = SamplingChain,
+    ) -> tuple[Job, list[str]]:
+        """Check ``req``, build its chain (``chain_type(cfg, vocab=...)``) and submit its job;
+        also the warnings of reading its prompt. /v1/completions makes its jobs here too."""
         check_caps(req)
         cfg = _sampling(req)
         # a regex automaton can take a moment to build on a large vocabulary: off the event
         # loop, so other requests are answered meanwhile
-        chain = await asyncio.to_thread(SamplingChain, cfg, vocab=batcher.pieces)
+        chain = await asyncio.to_thread(chain_type, cfg, vocab=batcher.pieces)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             ids = encode_prompt(tokenizer, req.prompt, "warn") or [start_token(tokenizer)]
@@ -434,24 +484,40 @@ def create_app(
         }
 
     @app.post("/v1/distribution")
-    def distribution(req: DistributionRequest) -> dict[str, Any]:
-        """Next-token probabilities at T = 1 after ``prompt``; the page reweights them by T."""
+    def distribution(req: DistributionRequest) -> dict[str, Any]:  # type: ignore[valid-type]
+        """The token after ``prompt``: the model's ``top`` likeliest at T = 1 (``tokens``,
+        ``logprobs``, as before there were stages), and the sampler X-ray of the sampling
+        fields (those of /v1/generate): ``stages``, the model's distribution and then the one
+        after each rule of the chain in turn, each with its label, its ``xray_top`` likeliest
+        tokens and their log-probabilities, how many tokens keep p > 0 (``kept``) and its entropy
+        in bits. The prompt is the history the penalties read; the last stage is the
+        distribution /v1/generate draws from (rules that keep state from token to token, XTC,
+        mirostat and a regex, as at the first token). A token a rule has ruled out is left out
+        of its stage; no value is infinite (-1e30 stands for log 0 in ``logprobs``)."""
         if len(req.prompt) > limits.max_prompt_chars:
             raise ChargenError(
                 f"prompt must be at most {limits.max_prompt_chars} characters on this server"
             )
+        chain = SamplingChain(_sampling(req), vocab=batcher.pieces)  # type: ignore[arg-type]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if req.prompt:
                 encode_prompt(tokenizer, req.prompt, "drop")  # refuses an all-unknown prompt
-            _, logits = next_logits(model, tokenizer, req.prompt, "drop")
-        logp = torch.log_softmax(logits[0], -1)
+            ids, logits = next_logits(model, tokenizer, req.prompt, "drop")
+        with torch.inference_mode():
+            xray = chain.xray(logits, torch.tensor([ids], dtype=torch.long))
+        logp = xray[0][1][0]
         top = torch.topk(logp, min(req.top, logp.numel()))
         return {
-            "tokens": [tokenizer.decode([int(i)]) for i in top.indices],
+            "tokens": [batcher.pieces[int(i)] for i in top.indices],
             "logprobs": [float(v) if math.isfinite(v) else -1e30 for v in top.values.tolist()],
+            "stages": [_stage(label, lp[0], req.xray_top, batcher.pieces) for label, lp in xray],
         }
 
+    from chargen.server.openai_api import add_openai_routes  # it imports this module
+
+    model_id = run.resolve().name or "chargen"
+    add_openai_routes(app, model_id=model_id, limits=limits, batcher=batcher, make_job=make_job)
     return app
 
 

@@ -1,40 +1,186 @@
 // chargen playground: no build step, no dependencies; everything is served by `chargen serve`.
-"use strict";
+// This module starts the page: the run, the modes (tabs), generation into the main text, the
+// legend, the training curves and the page's keys. The others: util.js (shared helpers),
+// settings.js (the controls and the URL), bars.js (bar charts), inspect.js (the distribution
+// at every position) and modes.js (side by side; writing with the model).
 
-const $ = (id) => document.getElementById(id);
-const LN2 = Math.log(2);
-const MAX_SEED = (1n << 64n) - 1n;
-const state = {
-  dist: null, controller: null, generated: "", info: null, metrics: [],
-  per: "character", scale: null, seedText: "",
-};
+import { hide, refreshSection, registerView, setEndContext } from "./inspect.js";
+import {
+  continueWrite, enterWrite, refreshChoices, runColumns, setupWrite, writeKey,
+} from "./modes.js";
+import {
+  chosenSeed, describeGroups, examplePrompts, generateBody, resetSettings, restoreURL,
+  samplingBody, saveURL,
+} from "./settings.js";
+import {
+  $, LN2, NextNoun, doneLine, perShort, shared, streamGenerate, tokenInfo, tokenSpan,
+} from "./util.js";
 
-function temperature() { return parseFloat($("temperature").value); }
-function plural(n, word) { return `${n} ${word}${n === 1 ? "" : "s"}`; }
-function perShort() { return state.per === "character" ? "char" : "token"; }
+const state = { controller: null, mode: "generate", main: { prompt: "", pieces: [], sampling: {} } };
 
-// The seed's reweighting: p' = exp(log p / T) / sum exp(log p / T); T = 0 is greedy.
-function reweight(logprobs, t) {
-  if (t <= 0) {
-    const best = logprobs.indexOf(Math.max(...logprobs));
-    return logprobs.map((_, i) => (i === best ? 1 : 0));
+// ---------------------------------------------------------------- warnings and status
+function clearWarnings() { $("warnings").textContent = ""; }
+
+function addWarning(text, kind = "warning") {
+  const li = document.createElement("li");
+  li.className = kind;
+  li.textContent = `${kind === "error" ? "error" : "warning"}: ${text}`;
+  $("warnings").appendChild(li);
+}
+
+function setStatus(text) { $("status").textContent = text; }
+
+// ---------------------------------------------------------------- running
+// One run at a time (a generation, the columns, a continuation); Stop or Esc ends it.
+async function run(action) {
+  if (state.controller) return;
+  clearWarnings();
+  hide();
+  state.controller = new AbortController();
+  for (const id of ["generate", "write-continue"]) $(id).disabled = true;
+  for (const id of ["stop-button", "write-stop"]) $(id).disabled = false;
+  try {
+    await action(state.controller.signal);
+  } catch (err) {
+    if (err.name === "AbortError") setStatus("stopped");
+    else { addWarning(err.message, "error"); setStatus("not generated"); }
+  } finally {
+    state.controller = null;
+    for (const id of ["generate", "write-continue"]) $(id).disabled = false;
+    for (const id of ["stop-button", "write-stop"]) $(id).disabled = true;
+    saveURL(state.mode); // the seed used: the link reproduces the text
+    refreshSection(0);
   }
-  const scaled = logprobs.map((l) => l / t);
-  const max = Math.max(...scaled);
-  const w = scaled.map((s) => Math.exp(s - max));
-  const z = w.reduce((a, b) => a + b, 0);
-  return w.map((x) => x / z);
 }
 
-function entropyBits(p) {
-  return -p.reduce((acc, x) => (x > 0 ? acc + x * Math.log2(x) : acc), 0);
+function stop() { if (state.controller) state.controller.abort(); }
+
+async function generateMain(signal) {
+  const seed = chosenSeed();
+  setStatus("generating…");
+  const out = $("output");
+  out.textContent = "";
+  out.dataset.seed = seed;
+  $("used-seed").textContent = `seed ${seed}`;
+  $("token-info").textContent = "";
+  const prompt = document.createElement("span");
+  prompt.className = "prompt";
+  prompt.textContent = $("prompt").value;
+  out.appendChild(prompt);
+  const view = { prompt: $("prompt").value, pieces: [], sampling: samplingBody() };
+  state.main = view;
+  registerView(out, view);
+  const body = generateBody(view.prompt, view.sampling);
+  const finished = await streamGenerate(body, seed, signal, (kind, data) => {
+    if (kind === "token") {
+      out.appendChild(tokenSpan(data, view.pieces.length));
+      view.pieces.push(data.token);
+    } else if (kind === "done") {
+      setStatus(doneLine(data));
+    } else if (kind === "error") {
+      addWarning(data.detail, "error");
+      setStatus("stopped by an error");
+    } else if (kind === "warning") {
+      addWarning(data.warning);
+    }
+  });
+  if (!finished) setStatus("the connection closed early");
 }
 
-function label(token) {
-  return token === "\n" ? "\\n" : token === " " ? "␣" : token === "\t" ? "\\t" : token;
+async function generateColumns(signal) {
+  setStatus("generating the columns…");
+  const seed = await runColumns(signal, (text, kind) => addWarning(text, kind));
+  setStatus(`done: every column, seed ${seed}`);
 }
 
-// ---------------------------------------------------------------- canvases
+async function continueText(signal) {
+  setStatus("the model continues…");
+  const { last } = await continueWrite(signal, (text, kind) => addWarning(text, kind));
+  if (last && last.tokens !== undefined) setStatus(doneLine(last));
+}
+
+function primary() {
+  if (state.mode === "compare") run(generateColumns);
+  else if (state.mode === "write") run(continueText);
+  else run(generateMain);
+}
+
+// ---------------------------------------------------------------- modes
+const PRIMARY = { generate: "Generate", compare: "Generate side by side" };
+
+function setMode(mode, focus = false) {
+  if (!["generate", "compare", "write"].includes(mode)) mode = "generate";
+  state.mode = mode;
+  document.body.dataset.mode = mode;
+  hide();
+  for (const tab of document.querySelectorAll("[role=tab]")) {
+    const on = tab.dataset.mode === mode;
+    tab.setAttribute("aria-selected", String(on));
+    tab.tabIndex = on ? 0 : -1;
+    $(tab.getAttribute("aria-controls")).hidden = !on;
+    if (on && focus) tab.focus();
+  }
+  // writing has its own text and buttons: the prompt and Generate are the other modes'
+  $("prompt-block").hidden = mode === "write";
+  $("generate-buttons").hidden = mode === "write";
+  $("generate").textContent = PRIMARY[mode] || "Generate";
+  if (mode === "write") enterWrite();
+  saveURL(mode);
+  refreshSection(0);
+}
+
+function setupTabs() {
+  const tabs = [...document.querySelectorAll("[role=tab]")];
+  tabs.forEach((tab, k) => {
+    tab.addEventListener("click", () => setMode(tab.dataset.mode));
+    tab.addEventListener("keydown", (e) => {
+      const to = { ArrowRight: k + 1, ArrowLeft: k - 1, Home: 0, End: tabs.length - 1 }[e.key];
+      if (to === undefined) return;
+      e.preventDefault();
+      setMode(tabs[(to + tabs.length) % tabs.length].dataset.mode, true);
+    });
+  });
+}
+
+// Where the charts look when no token is inspected.
+function endContext() {
+  if (state.mode === "write") return { context: $("write-text").value, where: "at the end of the text so far" };
+  if (state.mode === "compare") return { context: $("prompt").value, where: "after the prompt" };
+  const main = state.main;
+  const generated = main.prompt === $("prompt").value ? main.pieces.join("") : "";
+  return {
+    context: $("prompt").value + generated,
+    where: generated ? "at the end of the text" : "after the prompt",
+  };
+}
+
+// ---------------------------------------------------------------- colour
+function drawLegend() {
+  const legend = $("legend");
+  legend.textContent = "";
+  const title = document.createElement("span");
+  title.textContent = `${shared.scale.title} of each ${shared.per} as drawn, in bits per ${shared.per}: `;
+  legend.appendChild(title);
+  for (const b of shared.scale.bins) {
+    const sw = document.createElement("i");
+    sw.className = "swatch";
+    sw.style.background = b.colour;
+    sw.textContent = b.label;
+    legend.appendChild(sw);
+  }
+  const tail = document.createElement("span");
+  tail.textContent = " pale = expected, red = surprising; p is after the sampling rules.";
+  legend.appendChild(tail);
+}
+
+function applyColourToggle() {
+  const on = $("colour-toggle").checked;
+  document.querySelectorAll(".gen").forEach((e) => e.classList.toggle("plain", !on));
+  document.body.classList.toggle("plain-text", !on);
+  $("legend").hidden = !on;
+}
+
+// ---------------------------------------------------------------- training curves
 // A canvas fills its container's width; drawing is in CSS pixels, sharp on any screen.
 function fit(canvas) {
   const ratio = window.devicePixelRatio || 1;
@@ -63,233 +209,17 @@ function niceTicks(lo, hi, count) {
   return { ticks, step, from: ticks[0], to: ticks[ticks.length - 1] };
 }
 
-function drawBars(canvas, tokens, probs, order) {
-  const { ctx, w, h } = fit(canvas);
-  const left = 34, bottom = 22, top = 10;
-  const n = order.length, plot = h - bottom - top;
-  const bw = (w - left - 4) / Math.max(n, 1);
-  ctx.font = "11px sans-serif"; ctx.textBaseline = "middle";
-  [0, 0.25, 0.5, 0.75, 1].forEach((p) => {
-    const y = top + plot * (1 - p);
-    ctx.strokeStyle = "#e3e6ec"; ctx.beginPath(); ctx.moveTo(left, y); ctx.lineTo(w, y); ctx.stroke();
-    ctx.fillStyle = "#556"; ctx.fillText(p.toFixed(2), 2, y);
-  });
-  ctx.font = "11px ui-monospace, monospace";
-  const fits = Math.max(1, Math.floor(bw / 7));
-  order.forEach((idx, k) => {
-    const bh = probs[idx] * plot;
-    ctx.fillStyle = "#3b6ea8";
-    ctx.fillRect(left + k * bw + 1, top + plot - bh, Math.max(bw - 2, 1), bh);
-    ctx.fillStyle = "#1d2430";
-    ctx.fillText(label(tokens[idx]).slice(0, fits), left + k * bw + 2, h - 10);
-  });
-}
-
-function drawDistributions() {
-  if (!state.dist) return;
-  const { tokens, logprobs } = state.dist;
-  const p1 = reweight(logprobs, 1);
-  const pt = reweight(logprobs, temperature());
-  const order = p1.map((_, i) => i).sort((a, b) => p1[b] - p1[a]).slice(0, 20);
-  drawBars($("chart-t1"), tokens, p1, order);
-  drawBars($("chart-t"), tokens, pt, order);
-  const h1 = entropyBits(p1), ht = entropyBits(pt);
-  $("caption-t1").textContent = `T = 1 (the model): entropy ${h1.toFixed(2)} bits`;
-  $("caption-t").textContent = `T = ${temperature().toFixed(2)}: entropy ${ht.toFixed(2)} bits`;
-  $("chart-t").dataset.entropy = ht.toFixed(4);
-  $("chart-t").dataset.top = pt[order[0]].toFixed(4);
-}
-
-async function refreshDistribution() {
-  const prompt = $("prompt").value + state.generated;
-  try {
-    const res = await fetch("/v1/distribution", {
-      method: "POST", headers: { "content-type": "application/json" },
-      body: JSON.stringify({ prompt: prompt.slice(-2000) }),
-    });
-    if (res.ok) { state.dist = await res.json(); drawDistributions(); return; }
-    const err = await res.json().catch(() => ({ detail: res.statusText }));
-    $("caption-t1").textContent = `no distribution: ${err.detail}`;
-  } catch (err) {
-    $("caption-t1").textContent = `no distribution: ${err.message}`;
-  }
-}
-
-// ---------------------------------------------------------------- colour
-// The scale is score --html's (chargen.score.SURPRISAL_SCALE), sent by GET /v1/model.
-function colourFor(bits) {
-  const bins = state.scale.bins;
-  if (!Number.isFinite(bits)) return bins[bins.length - 1].colour;
-  let chosen = bins[0];
-  for (const b of bins) if (bits >= b.from) chosen = b;
-  return chosen.colour;
-}
-
-function drawLegend() {
-  const legend = $("legend");
-  legend.textContent = "";
-  const title = document.createElement("span");
-  title.textContent = `${state.scale.title} of each ${state.per} as drawn, in bits per ${state.per}: `;
-  legend.appendChild(title);
-  for (const b of state.scale.bins) {
-    const sw = document.createElement("i");
-    sw.className = "swatch";
-    sw.style.background = b.colour;
-    sw.textContent = b.label;
-    legend.appendChild(sw);
-  }
-  const tail = document.createElement("span");
-  tail.textContent = " pale = expected, red = surprising; p is after temperature and filters. Hover or tap a " +
-    `${state.per} for its numbers.`;
-  legend.appendChild(tail);
-}
-
-function applyColourToggle() {
-  const on = $("colour-toggle").checked;
-  $("output").classList.toggle("plain", !on);
-  $("legend").hidden = !on;
-}
-
-function tokenInfo(span) {
-  const lp = Number(span.dataset.logprob), ent = Number(span.dataset.entropy);
-  return `${JSON.stringify(span.textContent)}: p = ${Math.exp(lp).toFixed(3)}, surprisal ${(-lp / LN2).toFixed(2)} bits; ` +
-    `the distribution it was drawn from had entropy ${(ent / LN2).toFixed(2)} bits`;
-}
-
-// ---------------------------------------------------------------- warnings and status
-function clearWarnings() { $("warnings").textContent = ""; }
-
-function addWarning(text, kind = "warning") {
-  const li = document.createElement("li");
-  li.className = kind;
-  li.textContent = `${kind === "error" ? "error" : "warning"}: ${text}`;
-  $("warnings").appendChild(li);
-}
-
-function setStatus(text) { $("status").textContent = text; }
-
-const REASONS = { length: "reached the length asked for", stop: "met a stop string", timeout: "ran out of time" };
-
-// ---------------------------------------------------------------- seeds
-function drawSeed() {
-  const words = new Uint32Array(1);
-  crypto.getRandomValues(words);
-  return String(words[0]);
-}
-
-function chosenSeed() {
-  if (!$("seed-lock").checked || $("seed").value.trim() === "") {
-    const seed = drawSeed();
-    $("seed").value = seed;
-    return seed;
-  }
-  const text = $("seed").value.trim();
-  if (!/^\d+$/.test(text) || BigInt(text) > MAX_SEED) {
-    throw new Error(`the seed must be a whole number from 0 to ${MAX_SEED}, got "${text}"`);
-  }
-  return BigInt(text).toString();
-}
-
-function numberOrNull(id) {
-  const v = $(id).value.trim();
-  return v === "" ? null : Number(v);
-}
-
-// ---------------------------------------------------------------- generation
-async function generate() {
-  if (state.controller) return;
-  clearWarnings();
-  let seed;
-  try { seed = chosenSeed(); } catch (err) { addWarning(err.message, "error"); setStatus("not started"); return; }
-  setStatus("generating…");
-  $("generate").disabled = true; $("stop").disabled = false;
-  const out = $("output");
-  out.textContent = "";
-  out.dataset.seed = seed;
-  $("used-seed").textContent = `seed ${seed}`;
-  $("token-info").textContent = "";
-  const prompt = document.createElement("span");
-  prompt.className = "prompt";
-  prompt.textContent = $("prompt").value;
-  out.appendChild(prompt);
-  state.generated = "";
-  state.controller = new AbortController();
-  const body = {
-    prompt: $("prompt").value, temperature: temperature(), length: numberOrNull("length") ?? 300,
-    seed: "__SEED__", top_k: numberOrNull("top_k"), top_p: numberOrNull("top_p"),
-    min_p: numberOrNull("min_p"), stream: true,
-  };
-  // seeds go up to 2**64 - 1, past what a JavaScript number holds exactly: sent as written
-  const json = JSON.stringify(body).replace('"__SEED__"', seed);
-  let finished = false;
-  try {
-    const res = await fetch("/v1/generate", {
-      method: "POST", headers: { "content-type": "application/json" },
-      body: json, signal: state.controller.signal,
-    });
-    if (!res.ok) {
-      const err = await res.json().catch(() => ({ detail: res.statusText }));
-      throw new Error(typeof err.detail === "string" ? err.detail : JSON.stringify(err.detail));
-    }
-    const reader = res.body.getReader();
-    const decoder = new TextDecoder();
-    let buffer = "";
-    const unit = state.per;
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buffer += decoder.decode(value, { stream: true });
-      let cut;
-      while ((cut = buffer.indexOf("\n\n")) >= 0) {
-        const block = buffer.slice(0, cut); buffer = buffer.slice(cut + 2);
-        const kind = (block.match(/^event: (.*)$/m) || [])[1];
-        const data = JSON.parse((block.match(/^data: (.*)$/m) || [])[1] || "{}");
-        if (kind === "token") {
-          const span = document.createElement("span");
-          span.textContent = data.token;
-          span.style.background = colourFor(-data.logprob / LN2);
-          span.dataset.logprob = String(data.logprob);
-          span.dataset.entropy = String(data.entropy);
-          span.title = tokenInfo(span);
-          out.appendChild(span);
-          state.generated += data.token;
-        } else if (kind === "done") {
-          finished = true;
-          state.generated = data.text;
-          setStatus(`done: ${plural(data.tokens, unit)}, ${REASONS[data.stop_reason] || data.stop_reason}`);
-        } else if (kind === "error") {
-          finished = true;
-          addWarning(data.detail, "error");
-          setStatus("stopped by an error");
-        } else if (kind === "warning") {
-          addWarning(data.warning);
-        }
-      }
-    }
-    if (!finished) setStatus("the connection closed early");
-  } catch (err) {
-    if (err.name === "AbortError") setStatus("stopped");
-    else { addWarning(err.message, "error"); setStatus("not generated"); }
-  } finally {
-    state.controller = null;
-    $("generate").disabled = false; $("stop").disabled = true;
-    refreshDistribution();
-  }
-}
-
-function stop() { if (state.controller) state.controller.abort(); }
-
-// ---------------------------------------------------------------- training curves
 function drawCurves() {
   const canvas = $("curves");
   const { ctx, w, h } = fit(canvas);
-  const metrics = state.metrics;
+  const metrics = shared.info.metrics;
+  const per = shared.per;
   const evals = metrics.filter((m) => m.kind === "eval");
   const train = metrics.filter((m) => m.kind === "train");
   if (!evals.length && !train.length) { $("curves-caption").textContent = "no metrics yet"; return; }
   // the loss is in nats per token; on a character run a token is a character
   const unit = `bits/${perShort()}`;
-  const valOf = (m) => (state.per === "character" ? m.val_bits_per_char : m.val_nats_per_token / LN2);
+  const valOf = (m) => (per === "character" ? m.val_bits_per_char : m.val_nats_per_token / LN2);
   const series = [
     { pts: train.map((m) => [m.step, m.loss / LN2]), colour: "#c08a2e", name: `training (${unit})` },
     { pts: evals.map((m) => [m.step, valOf(m)]), colour: "#3b6ea8", name: `validation (${unit})` },
@@ -304,7 +234,7 @@ function drawCurves() {
   const Y = (y) => h - bottom - ((y - ymin) / (ymax - ymin)) * (h - top - bottom);
   ctx.font = "11px sans-serif"; ctx.textBaseline = "middle";
   ctx.save(); ctx.translate(11, top + (h - top - bottom) / 2); ctx.rotate(-Math.PI / 2);
-  ctx.textAlign = "center"; ctx.fillStyle = "#556"; ctx.fillText(`bits per ${state.per}`, 0, 0); ctx.restore();
+  ctx.textAlign = "center"; ctx.fillStyle = "#556"; ctx.fillText(`bits per ${per}`, 0, 0); ctx.restore();
   for (const t of ys.ticks) {
     ctx.strokeStyle = "#e3e6ec"; ctx.beginPath(); ctx.moveTo(left, Y(t)); ctx.lineTo(w - right, Y(t)); ctx.stroke();
     ctx.fillStyle = "#556"; ctx.textAlign = "right"; ctx.fillText(t.toFixed(ys.step < 0.1 ? 2 : 1), left - 4, Y(t));
@@ -344,28 +274,48 @@ function drawCurves() {
     ctx.fillStyle = "rgba(255, 255, 255, 0.85)"; ctx.fillRect(nx - 2, ny - 7, nw + 4, 14);
     ctx.fillStyle = "#1d7a46"; ctx.fillText(note, nx, ny);
   }
-  const both = (m) => (state.per === "character"
+  const both = (m) => (per === "character"
     ? `${m.val_bits_per_char.toFixed(3)} bits/char`
     : `${valOf(m).toFixed(3)} bits/token (${m.val_bits_per_char.toFixed(3)} bits/char)`);
   $("curves-caption").textContent = last
     ? `last validation: ${both(last)} at step ${last.step}; best: ${both(best)} at step ${best.step} (the weights served here). ` +
-      (state.per === "character" ? "" : "A token of this run is a word or piece, not a character: losses are per token. ")
+      (per === "character" ? "" : "A token of this run is a word or piece, not a character: losses are per token. ")
     : "no validation yet; training loss only";
 }
 
-function redraw() { drawDistributions(); drawCurves(); }
-
 // ---------------------------------------------------------------- prompt
 function describePrompt() {
-  const info = state.info;
-  const edited = $("prompt").value !== state.seedText;
+  const info = shared.info;
+  const edited = $("prompt").value !== shared.seedText;
   let text;
   if (info.seed_text_note) text = `${info.seed_text_note[0].toUpperCase()}${info.seed_text_note.slice(1)}.`;
-  else if (!state.seedText) text = "An empty prompt starts from the beginning, as the model's own samples do.";
+  else if (!shared.seedText) text = "An empty prompt starts from the beginning, as the model's own samples do.";
   else if (edited) text = "Your prompt.";
   else text = "The run's seed text: the stretch of its training text its samples started from.";
   $("prompt-origin").textContent = text;
-  $("reset-prompt").hidden = !edited;
+  $("reset-prompt").hidden = !edited || !shared.seedText;
+}
+
+function setPrompt(text) {
+  $("prompt").value = text;
+  describePrompt();
+  saveURL(state.mode);
+  refreshSection(0);
+}
+
+function drawExamples() {
+  const holder = $("examples");
+  holder.textContent = "";
+  for (const ex of examplePrompts()) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "chip";
+    b.textContent = ex.name;
+    b.title = ex.text === "" ? "an empty prompt" : JSON.stringify(ex.text);
+    b.dataset.prompt = ex.text;
+    b.addEventListener("click", () => { setPrompt(ex.text); $("prompt").focus(); });
+    holder.appendChild(b);
+  }
 }
 
 // ---------------------------------------------------------------- start
@@ -380,60 +330,81 @@ async function init() {
     addWarning(`could not read the run: ${err.message}`, "error");
     return;
   }
-  state.info = info;
-  state.metrics = info.metrics;
-  state.scale = info.surprisal_scale;
-  state.per = info.units.per;
-  state.seedText = info.seed_text || "";
+  Object.assign(shared, {
+    info, scale: info.surprisal_scale, per: info.units.per, seedText: info.seed_text || "", limits: info.limits,
+  });
   const m = info.config.model;
   $("run-name").textContent = `run ${info.run}: ${m.family.toUpperCase()} ${m.hidden_size} × ${m.num_layers}, ` +
     `${info.tokenizer} tokens, vocabulary ${info.vocab_size}`;
-  document.querySelectorAll(".unit-noun").forEach((e) => { e.textContent = state.per; });
-  $("length-unit").textContent = `(${state.per}s)`;
-  $("prompt").value = state.seedText;
+  document.querySelectorAll(".unit-noun").forEach((e) => { e.textContent = shared.per; });
+  const capNoun = NextNoun();
+  document.querySelectorAll(".cap-noun").forEach((e) => { e.textContent = capNoun; });
+  $("prompt").defaultValue = shared.seedText;
+  $("prompt").value = shared.seedText;
+  const mode = restoreURL();
   describePrompt();
+  drawExamples();
   drawLegend();
   applyColourToggle();
   drawCurves();
+  setupTabs();
+  setupWrite();
+  setEndContext(endContext);
 
-  $("temperature").addEventListener("input", () => {
-    $("temperature-value").textContent = temperature().toFixed(2);
-    drawDistributions();
+  let urlTimer = null;
+  const settingsChanged = () => {
+    describeGroups();
+    clearTimeout(urlTimer);
+    urlTimer = setTimeout(() => saveURL(state.mode), 200);
+    refreshSection();
+    if (state.mode === "write") refreshChoices();
+  };
+  document.querySelector(".controls").addEventListener("input", settingsChanged);
+  document.querySelector(".controls").addEventListener("change", settingsChanged);
+  $("temps").addEventListener("input", settingsChanged);
+  $("write-text").addEventListener("change", settingsChanged);
+  $("write-text").addEventListener("input", () => {
+    clearTimeout(urlTimer);
+    urlTimer = setTimeout(() => saveURL(state.mode), 200);
+    refreshSection();
   });
-  let timer = null;
-  $("prompt").addEventListener("input", () => {
-    state.generated = "";
-    describePrompt();
-    clearTimeout(timer); timer = setTimeout(refreshDistribution, 250);
-  });
-  $("reset-prompt").addEventListener("click", () => {
-    $("prompt").value = state.seedText;
-    state.generated = "";
-    describePrompt();
-    refreshDistribution();
-    $("prompt").focus();
+  $("prompt").addEventListener("input", describePrompt);
+  $("reset-prompt").addEventListener("click", () => { setPrompt(shared.seedText); $("prompt").focus(); });
+  $("reset-settings").addEventListener("click", () => { resetSettings(); settingsChanged(); setStatus("the settings are back to their defaults"); });
+  $("copy-link").addEventListener("click", async () => {
+    const left = saveURL(state.mode);
+    const note = left.length ? ` (too long for a link, left out: ${left.join(", ")})` : "";
+    try {
+      await navigator.clipboard.writeText(location.href);
+      setStatus(`a link to these settings is copied: with the seed, it gives the same text${note}`);
+    } catch {
+      setStatus(`the link to these settings: ${location.href}${note}`);
+    }
   });
   $("seed").addEventListener("input", () => { $("seed-lock").checked = $("seed").value.trim() !== ""; });
   $("colour-toggle").addEventListener("change", applyColourToggle);
-  $("generate").addEventListener("click", generate);
-  $("stop").addEventListener("click", stop);
+  $("generate").addEventListener("click", primary);
+  $("write-continue").addEventListener("click", primary);
+  $("stop-button").addEventListener("click", stop);
+  $("write-stop").addEventListener("click", stop);
+  $("inspector-close").addEventListener("click", hide);
   document.addEventListener("keydown", (e) => {
-    if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); generate(); }
+    if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); primary(); }
     else if (e.key === "Escape" && state.controller) { e.preventDefault(); stop(); }
+    else if (e.key === "Escape" && !$("inspector").hidden) { e.preventDefault(); hide(); }
+    else if (state.mode === "write" && writeKey(e)) e.preventDefault();
   });
-  const showToken = (e) => {
-    const span = e.target.closest("#output span:not(.prompt)");
+  $("output").addEventListener("mouseover", (e) => {
+    const span = e.target.closest("span[data-i]");
     if (span) $("token-info").textContent = tokenInfo(span);
-  };
-  $("output").addEventListener("mouseover", showToken);
-  $("output").addEventListener("click", showToken);
+  });
   let pending = false;
   new ResizeObserver(() => {
     if (pending) return;
     pending = true;
-    requestAnimationFrame(() => { pending = false; redraw(); });
+    requestAnimationFrame(() => { pending = false; drawCurves(); });
   }).observe(document.querySelector("main"));
-  await refreshDistribution();
+  setMode(mode || "generate");
   document.body.dataset.ready = "1";
 }
 
