@@ -62,3 +62,14 @@ def test_generation_defaults_agree_between_the_cli_and_the_api() -> None:
     assert actions["length"].default == api["length"].default
     assert actions["num_samples"].default == 1
     assert actions["temperature"].default == [SamplingConfig().temperature]
+
+
+def test_the_servers_request_takes_every_sampling_field_with_its_default_and_help() -> None:
+    pytest.importorskip("fastapi", reason="the serve extra is not installed")
+    from chargen.server.app import GenerateRequest
+
+    actions = {a.dest: a for a in subparser("generate")._actions}
+    assert GenerateRequest.model_fields["length"].default == actions["length"].default
+    for f in dataclasses.fields(SamplingConfig):
+        served = GenerateRequest.model_fields[f.name]
+        assert served.default == f.default and served.description == help_of(f), f.name

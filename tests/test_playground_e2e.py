@@ -550,3 +550,35 @@ def test_docs_render_offline(trained_run: Path, screenshots: Path) -> None:
         assert icon.ok and icon.headers["content-type"].startswith("image/")
         browser.close()
     assert blocked == []  # nothing was even asked of the network
+
+
+def test_the_page_follows_a_run_still_training(trained_run: Path, tmp_path: Path) -> None:
+    """A new best written into the served folder: the note under the curves says the server
+    now serves it (the page looks every 5 s), and the curves redraw from the new metrics."""
+    import shutil
+
+    import chargen
+    from chargen import checkpoint as ckpt
+    from chargen.server.app import create_app
+    from tests.serving import running_app
+
+    served, ahead = tmp_path / "served", tmp_path / "ahead"
+    shutil.copytree(trained_run, served)
+    shutil.copytree(trained_run, ahead)
+    chargen.train(ckpt.load_config(trained_run).data.source, ahead, steps=60, resume=True)
+    with running_app(create_app(served, follow_s=0.1)) as url, sync_api.sync_playwright() as pw:
+        browser, page = _open(pw, url)
+        note = page.inner_text("#live-note")
+        assert "Serving best.safetensors of step" in note and "reloaded" not in note
+        for name in (ckpt.METRICS, ckpt.BEST):  # the trainer's atomic writes, played by hand
+            shutil.copyfile(ahead / name, served / (name + ".new"))
+            (served / (name + ".new")).replace(served / name)
+        step = ckpt.read_safetensors(ahead / ckpt.BEST)[1]["step"]
+        page.wait_for_function(
+            "document.getElementById('live-note').textContent.includes('reloaded 1 time')",
+            timeout=20_000,
+        )
+        assert f"of step {step}" in page.inner_text("#live-note")
+        assert f"at step {step}" in page.inner_text("#curves-caption")
+        assert not page.errors
+        browser.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import sys
 import tempfile
@@ -556,7 +557,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     limits = ServerLimits(
         max_queue=args.max_queue, max_length=args.max_length, timeout_s=args.timeout
     )
-    app = create_app(args.run_dir, limits, args.cors_origin)
+    if not (math.isfinite(args.follow) and args.follow >= 0):
+        raise ConfigError(f"--follow must be a number of seconds >= 0, got {args.follow}")
+    app = create_app(args.run_dir, limits, args.cors_origin, follow_s=args.follow or None)
     print(
         f"chargen: serving {args.run_dir} on http://{args.host}:{args.port}/ (API docs at /docs)",
         file=sys.stderr,
@@ -929,6 +932,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=60.0, help="seconds one request may run")
     p.add_argument(
         "--cors-origin", action="append", help="allow this origin (repeatable); none by default"
+    )
+    p.add_argument(
+        "--follow",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="while the run trains, look this often for a new best and serve it (0: never)",
     )
     p.set_defaults(func=cmd_serve)
 

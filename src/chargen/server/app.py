@@ -10,10 +10,12 @@ JSON (``{"detail": "..."}``; OpenAI's ``{"error": {...}}`` on the OpenAI-compati
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import math
 import time
+import typing
 import warnings
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -32,12 +34,14 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 from chargen import checkpoint as ckpt
 from chargen.chain import SamplingChain
 from chargen.errors import ChargenError
+from chargen.fields import help_of
 from chargen.generate import encode_prompt, start_token
 from chargen.inspect_next import next_logits
 from chargen.sampling import SamplingConfig
 from chargen.score import SURPRISAL_SCALE, score_text
 from chargen.server.batcher import Batcher, Job, QueueFull, failure_line
 from chargen.server.body import BoundedBody
+from chargen.server.live import WeightsFollower, served_file, weights_info
 from chargen.server.seed_text import seed_text
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -75,57 +79,49 @@ def _no_lone_surrogates(value: str) -> str:
     return value
 
 
-class GenerateRequest(BaseModel):
-    """Sampling parameters carry the CLI's names; their ranges are ``SamplingConfig``'s."""
+class _RequestFields(BaseModel):
+    """What /v1/generate takes besides the sampling fields (added below)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    prompt: str = ""
-    length: int = Field(200, ge=0)
-    temperature: float = 1.0
-    top_k: int | None = None
-    top_p: float | None = None
-    min_p: float | None = None
-    typical_p: float | None = None
-    repetition_penalty: float = 1.0
-    frequency_penalty: float = 0.0
-    presence_penalty: float = 0.0
-    penalty_window: int = 64
-    no_repeat_ngram_size: int = 0
-    dry_multiplier: float = 0.0
-    dry_base: float = 1.75
-    dry_allowed_length: int = 2
-    dry_penalty_last_n: int = -1
-    dry_sequence_breakers: tuple[str, ...] = ("\n", ":", '"', "*")
-    xtc_probability: float = 0.0
-    xtc_threshold: float = 0.1
-    top_n_sigma: float | None = None
-    mirostat_tau: float | None = None
-    mirostat_eta: float = 0.1
-    dynatemp_range: float = 0.0
-    dynatemp_exponent: float = 1.0
-    regex: str | None = None
-    ban_chars: str = ""
-    ban_strings: list[str] = Field(default_factory=list)
-    logit_bias: list[str] = Field(default_factory=list)  # "TOKEN=BIAS"
-    seed: int = Field(0, ge=0, le=MAX_SEED)
-    stop: list[str] = Field(default_factory=list)
-    stream: bool = False
+    prompt: str = Field("", description="text to continue")
+    length: int = Field(400, ge=0, description="tokens to generate (the CLI's --length)")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="the same seed and settings, the same text")
+    stop: list[str] = Field(default_factory=list, description="end the text at any of these")
+    stream: bool = Field(False, description="server-sent events: one per token, then done")
 
     @field_validator("prompt")
     @classmethod
     def _text(cls, value: str) -> str:
         return _no_lone_surrogates(value)
 
-    @field_validator("stop", "ban_strings", "logit_bias")
+    @field_validator(
+        "stop", "ban_strings", "logit_bias", "dry_sequence_breakers", check_fields=False
+    )
     @classmethod
-    def _stops(cls, value: list[str]) -> list[str]:
-        return [_no_lone_surrogates(v) for v in value]
+    def _stops(cls, value: Any) -> Any:
+        return type(value)(_no_lone_surrogates(v) for v in value)
 
-    @field_validator("regex", "ban_chars")
+    @field_validator("regex", "ban_chars", check_fields=False)
     @classmethod
     def _pattern(cls, value: str | None) -> str | None:
         return value if value is None else _no_lone_surrogates(value)
+
+
+def _sampling_fields() -> dict[str, Any]:
+    """SamplingConfig's fields as pydantic fields: the same names, defaults and help (their
+    ranges are checked by ``SamplingConfig.validate``, one line naming the field)."""
+    hints = typing.get_type_hints(SamplingConfig)
+    return {
+        f.name: (hints[f.name], Field(f.default, description=help_of(f)))
+        for f in dataclasses.fields(SamplingConfig)
+    }
+
+
+# /v1/generate's request: its own fields and every sampling field, described once (fields.py)
+GenerateRequest = create_model(  # type: ignore[call-overload]
+    "GenerateRequest", __base__=_RequestFields, **_sampling_fields()
+)
 
 
 class ScoreRequest(BaseModel):
@@ -244,17 +240,27 @@ def _swagger_assets() -> Path | None:
 
 
 def create_app(
-    run_dir: str | Path, limits: ServerLimits | None = None, cors_origins: list[str] | None = None
+    run_dir: str | Path,
+    limits: ServerLimits | None = None,
+    cors_origins: list[str] | None = None,
+    follow_s: float | None = 2.0,
 ) -> FastAPI:
-    """The application for one run folder (loaded once, best weights)."""
+    """The application for one run folder: its best weights, and with ``follow_s`` (seconds
+    between looks; None: never) each new best while the run is still training (``live.py``)."""
     limits = limits or ServerLimits()
     config, tokenizer, model = ckpt.load_run(run_dir)
     run = Path(run_dir)
     batcher = Batcher(model, tokenizer, limits.max_queue)
+    batcher.weights.update(weights_info(served_file(run)))
+    follower = WeightsFollower(run, batcher, follow_s) if follow_s else None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if follower is not None:
+            follower.start()
         yield
+        if follower is not None:
+            follower.close()
         batcher.close()
 
     app = FastAPI(
@@ -375,6 +381,11 @@ def create_app(
                 "per": "character" if tokenizer.kind == "char" else "token",
             },
             "surprisal_scale": SURPRISAL_SCALE,
+            "weights": {
+                **batcher.weights,
+                "following": follower is not None,
+                "skipped": follower.skipped if follower is not None else None,
+            },
         }
 
     def check_caps(req: GenerateRequest) -> None:
@@ -469,7 +480,7 @@ def create_app(
             )
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            with torch.inference_mode():
+            with torch.inference_mode(), batcher.weights_lock:
                 scored = score_text(model, tokenizer, req.text, "warn")
         bits = scored.bits.tolist()
         bpc = scored.bits_per_char if scored.chars else None
@@ -503,7 +514,8 @@ def create_app(
             warnings.simplefilter("ignore")
             if req.prompt:
                 encode_prompt(tokenizer, req.prompt, "drop")  # refuses an all-unknown prompt
-            ids, logits = next_logits(model, tokenizer, req.prompt, "drop")
+            with batcher.weights_lock:
+                ids, logits = next_logits(model, tokenizer, req.prompt, "drop")
         with torch.inference_mode():
             xray = chain.xray(logits, torch.tensor([ids], dtype=torch.long))
         logp = xray[0][1][0]

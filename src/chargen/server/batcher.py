@@ -113,6 +113,10 @@ class Batcher:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.steps = 0  # model steps taken (one per tick, whatever the batch)
+        # held while weights are copied in, and by anyone running the model outside this thread
+        self.weights_lock = threading.Lock()
+        self.weights: dict[str, Any] = {"reloads": 0}  # what is served (``live.py``)
+        self._offered: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None
         self.heartbeat = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="chargen-batcher", daemon=True)
         self._thread.start()
@@ -133,6 +137,22 @@ class Batcher:
             self._count += 1
         self._incoming.put(job)
 
+    def offer_weights(self, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
+        """New weights for the model (checked against it by the caller): copied in by the
+        worker between two model steps; requests in flight go on with them."""
+        self._offered = (tensors, info)
+
+    def _take_weights(self) -> None:
+        offered, self._offered = self._offered, None
+        if offered is None:
+            return
+        tensors, info = offered
+        with self.weights_lock:
+            self.model.load_state_dict(tensors, strict=False)  # names and shapes checked
+            self.stepper = build_stepper(self.model)  # a fused step keeps its own copies
+        self.weights = {**info, "reloads": self.weights["reloads"] + 1, "loaded_at": time.time()}
+        log.info("serving new weights: %s", info)
+
     def close(self, timeout_s: float = 1.0) -> None:
         """Stop the worker; every request still in flight gets an error event."""
         self._stop.set()
@@ -152,6 +172,7 @@ class Batcher:
         while not self._stop.is_set():
             self.heartbeat = time.monotonic()
             try:
+                self._take_weights()
                 self._admit(block=not (self._active or self._reading))
                 self._retire_abandoned()
                 with torch.inference_mode():

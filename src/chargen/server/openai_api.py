@@ -366,7 +366,8 @@ def _score_prompt(batcher: Batcher, ids: list[int], top: int) -> list[_Token]:
     for begin in range(0, len(ids) - 1, CHUNK):
         x = torch.tensor([ids[begin : begin + CHUNK]], dtype=torch.long, device=device)
         targets = ids[begin + 1 : begin + CHUNK + 1]
-        logits, state = model(x[:, : len(targets)], state)
+        with batcher.weights_lock:  # not while new weights are copied in (live.py)
+            logits, state = model(x[:, : len(targets)], state)
         logp = torch.log_softmax(logits[0].float(), dim=-1).cpu()
         chosen = logp.gather(1, torch.tensor(targets)[:, None])[:, 0].tolist()
         values, top_ids = torch.topk(logp, min(top, logp.shape[-1]))

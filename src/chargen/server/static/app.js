@@ -278,9 +278,40 @@ function drawCurves() {
     ? `${m.val_bits_per_char.toFixed(3)} bits/char`
     : `${valOf(m).toFixed(3)} bits/token (${m.val_bits_per_char.toFixed(3)} bits/char)`);
   $("curves-caption").textContent = last
-    ? `last validation: ${both(last)} at step ${last.step}; best: ${both(best)} at step ${best.step} (the weights served here). ` +
+    ? `last validation: ${both(last)} at step ${last.step}; best: ${both(best)} at step ${best.step}. ` +
       (per === "character" ? "" : "A token of this run is a word or piece, not a character: losses are per token. ")
     : "no validation yet; training loss only";
+}
+
+// ---------------------------------------------------------------- a run still training
+// While the run trains into the served folder the server serves each new best (live.py);
+// every 5 s (while the page is visible) the curves and this note follow it.
+function describeWeights() {
+  const w = shared.info.weights || {};
+  const when = w.loaded_at ? ` (loaded at ${new Date(w.loaded_at * 1000).toLocaleTimeString()})` : "";
+  const loss = w.val_nats_per_char != null
+    ? `, validation ${(w.val_nats_per_char / Math.LN2).toFixed(3)} bits/char` : "";
+  let text = `Serving ${w.file || "the weights"}${w.step != null ? ` of step ${w.step}` : ""}${loss}${when}.`;
+  if (w.following) text += " New bests are served as the run trains (the server looks every few seconds).";
+  if (w.reloads) text += ` Weights reloaded ${w.reloads} time${w.reloads > 1 ? "s" : ""} since the server started.`;
+  if (w.skipped) text += ` The last new file was not loaded: ${w.skipped}`;
+  $("live-note").textContent = text;
+}
+
+async function followRun() {
+  if (document.hidden) return;
+  try {
+    const res = await fetch("/v1/model");
+    if (!res.ok) return;
+    const info = await res.json();
+    const was = shared.info;
+    const changed = info.metrics.length !== was.metrics.length ||
+      JSON.stringify(info.weights) !== JSON.stringify(was.weights);
+    if (!changed) return;
+    Object.assign(shared.info, { metrics: info.metrics, weights: info.weights });
+    drawCurves();
+    describeWeights();
+  } catch (err) { /* the server may be restarting: try again at the next tick */ }
 }
 
 // ---------------------------------------------------------------- prompt
@@ -347,6 +378,8 @@ async function init() {
   drawLegend();
   applyColourToggle();
   drawCurves();
+  describeWeights();
+  if (info.weights && info.weights.following) setInterval(followRun, 5000);
   setupTabs();
   setupWrite();
   setEndContext(endContext);
