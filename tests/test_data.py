@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from chargen.data import StreamBatches, WindowBatches, eval_streams, smallest_id_dtype, split_ids
 from chargen.errors import TrainingError
@@ -36,10 +37,28 @@ def test_streams_cover_each_position_once_per_epoch() -> None:
 
 
 def test_streams_shift_between_epochs_and_are_deterministic() -> None:
-    batches = StreamBatches(np.arange(50_000), batch_size=4, seq_len=32, seed=3)
-    assert batches.offset(0) == 0
-    assert [batches.offset(e) for e in range(1, 6)] == [batches.offset(e) for e in range(1, 6)]
-    assert len({batches.offset(e) for e in range(1, 20)}) > 1
+    """Each epoch starts at an offset in [0, seq_len) (0 for the first), the same for every
+    instance with the same seed (a resume rebuilds the batches), another for another seed; the
+    batches of an epoch start at its offset.
+
+    Would catch: offsets drawn from a global or unseeded RNG (a resumed run would read other
+    batches), offsets that never move, a batch that ignores the offset."""
+    ids = np.arange(50_000)
+    batches = StreamBatches(ids, batch_size=4, seq_len=32, seed=3)
+    offsets = [batches.offset(e) for e in range(40)]
+    assert offsets[0] == 0
+    assert all(0 <= o < 32 for o in offsets)
+    assert len(set(offsets[1:])) > 5  # the truncation points move
+    np.random.seed(12345)  # the global RNG plays no part
+    again = StreamBatches(ids, batch_size=4, seq_len=32, seed=3)
+    assert [again.offset(e) for e in reversed(range(40))] == offsets[::-1]  # any order
+    other = StreamBatches(ids, batch_size=4, seq_len=32, seed=4)
+    assert [other.offset(e) for e in range(40)] != offsets
+    for epoch in (0, 1, 7):
+        x, y = batches.batch(epoch, 2)
+        x_again, y_again = again.batch(epoch, 2)
+        assert torch.equal(x, x_again) and torch.equal(y, y_again)
+        assert x[0, 0] == offsets[epoch] + 2 * 32  # ids are positions: row 0 starts there
 
 
 def test_small_text_gets_fewer_streams() -> None:
