@@ -307,8 +307,15 @@ class _Reader:
                     return
 
     def _normalise(self, chunks: Iterator[str]) -> Iterator[str]:
-        """BOM dropped at the start, CRLF / CR -> LF across chunk edges, optional lower-casing."""
-        held = ""
+        """BOM dropped at the start, CRLF / CR -> LF across chunk edges, optional lower-casing.
+
+        Lower-casing waits for the end of each word: a capital sigma's lower case depends on
+        the letters around it (final ς or σ), and a word may straddle two chunks; whitespace
+        ends that context, so text cut at whitespace lower-cases as the whole text does. (A
+        "word" longer than ``MAX_WORD`` characters is lower-cased in pieces.)
+        """
+        held = ""  # a CR whose LF may open the next chunk
+        word = ""  # the chunk's last word, waiting for its end to be lower-cased
         first = True
         for chunk in chunks:
             chunk = held + chunk
@@ -320,11 +327,29 @@ class _Reader:
                 chunk = chunk[:-1]
             chunk = chunk.replace("\r\n", "\n").replace("\r", "\n")
             if self.lowercase:
-                chunk = chunk.lower()
+                chunk = word + chunk
+                cut = _after_last_space(chunk)
+                if cut == 0 and len(chunk) < MAX_WORD:
+                    word = chunk
+                    continue
+                cut = cut or len(chunk)
+                chunk, word = chunk[:cut].lower(), chunk[cut:]
             if chunk:
                 yield chunk
-        if held:
-            yield "\n"
+        tail = word.lower() + ("\n" if held else "")
+        if tail:
+            yield tail
+
+
+MAX_WORD = 1 << 16  # characters a word waiting to be lower-cased may hold
+
+
+def _after_last_space(text: str) -> int:
+    """The index just after the last whitespace character of ``text`` (0 when it has none)."""
+    i = len(text)
+    while i > 0 and not text[i - 1].isspace():
+        i -= 1
+    return i
 
 
 def _line_items(chunks: Iterator[str]) -> Iterator[str]:

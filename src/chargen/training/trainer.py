@@ -142,6 +142,8 @@ class Trainer(StepMixin, SampleMixin):
         self.carry: tuple[torch.Tensor, ...] | None = None
         self.lr_scale = 1.0  # halved at each skipped non-finite step (--on-nan skip)
         self.nan_skips = 0
+        # the losses summed since the last train record, and how many (saved: a resume goes on)
+        self.train_window: tuple[float, int] = (0.0, 0)
         self.seed_start = seed_text_start(self.tc.seed, len(self.train_ids))
 
     def _init_items(self, ids: np.ndarray) -> None:
@@ -173,6 +175,7 @@ class Trainer(StepMixin, SampleMixin):
             "early_stop": self.early.state(),
             "lr_scale": self.lr_scale,
             "nan_skips": self.nan_skips,
+            "train_window": list(self.train_window),
             "corpus_sha256": self.corpus_sha,
             "batch_size": self.batches.batch_size,
             "world_size": self.world.size,
@@ -219,6 +222,8 @@ class Trainer(StepMixin, SampleMixin):
         self.early.load({"best": meta.get("best_val"), **meta.get("early_stop", {})})
         self.lr_scale = float(meta.get("lr_scale", 1.0))
         self.nan_skips = int(meta.get("nan_skips", 0))
+        loss_sum, steps = meta.get("train_window", (0.0, 0))
+        self.train_window = (float(loss_sum), int(steps))
         carry = [saved.extra[k] for k in sorted(saved.extra) if k.startswith("carry.")]
         rows = self.rows or slice(None)
         self.carry = tuple(c[:, rows].contiguous().to(self.device) for c in carry) or None
@@ -335,8 +340,7 @@ class Trainer(StepMixin, SampleMixin):
         self.model.train()
         self.last_sample_elapsed = self.elapsed  # the first block comes sample_every s in
         signals = StopSignals()
-        window_loss = 0.0
-        window_steps = 0
+        window_loss, window_steps = self.train_window  # carried over a resume
         last_loss = float("nan")
         speed_seconds, speed_tokens = 0.0, 0
         chars_per_s = 0.0
@@ -370,6 +374,7 @@ class Trainer(StepMixin, SampleMixin):
                     if math.isfinite(last_loss):  # a skipped batch (--on-nan skip) has no loss
                         window_loss += last_loss
                         window_steps += 1
+                        self.train_window = (window_loss, window_steps)
                     self.elapsed = time.perf_counter() - clock
                     # throughput of the training steps alone, over windows of about 0.5 s
                     chars_per_s = speed_tokens / max(speed_seconds, 1e-9)
@@ -397,6 +402,7 @@ class Trainer(StepMixin, SampleMixin):
                         )
                         train_avg = window_loss / max(window_steps, 1)
                         window_loss, window_steps = 0.0, 0
+                        self.train_window = (0.0, 0)
                     else:
                         train_avg = last_loss
                     if self.step % self.tc.eval_every == 0:
