@@ -49,3 +49,20 @@ def running_server(run: Path, limits: ServerLimits | None = None) -> Iterator[st
 
     with running_app(create_app(run, limits)) as url:
         yield url
+
+
+def nan_copy(run: Path, folder: Path) -> Path:
+    """A copy of ``run`` in ``folder`` whose head weights hold NaN (a model gone bad)."""
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    copy = folder / "run"
+    shutil.copytree(run, copy)
+    for name in ("best.safetensors", "model.safetensors"):
+        if (copy / name).exists():
+            tensors = load_file(copy / name)
+            key = next(k for k in tensors if k.startswith("head.") and "weight" in k)
+            tensors[key][0, 0] = float("nan")
+            save_file(tensors, copy / name)
+    return copy

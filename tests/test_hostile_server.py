@@ -24,7 +24,6 @@ from urllib.parse import urlparse
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
 
 pytest.importorskip("fastapi", reason="the serve extra (fastapi, uvicorn) is not installed")
 import httpx  # noqa: E402
@@ -39,7 +38,7 @@ from chargen.sampling import SamplingConfig  # noqa: E402
 from chargen.server.app import ServerLimits, create_app  # noqa: E402
 from chargen.server.batcher import PROMPT_TOKENS_PER_TICK, Batcher, Job  # noqa: E402
 from tests.conftest import make_text, run_chargen  # noqa: E402
-from tests.serving import free_port, running_app  # noqa: E402
+from tests.serving import free_port, nan_copy, running_app  # noqa: E402
 
 
 def _one_line(detail: Any) -> str:
@@ -60,15 +59,7 @@ def app_url(trained_run: Path) -> Iterator[tuple[Any, str]]:
 @pytest.fixture(scope="module")
 def nan_run(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the trained run whose head weights hold NaN."""
-    run = tmp_path_factory.mktemp("nan") / "run"
-    shutil.copytree(trained_run, run)
-    for name in ("best.safetensors", "model.safetensors"):
-        if (run / name).exists():
-            tensors = load_file(run / name)
-            key = next(k for k in tensors if k.startswith("head.") and "weight" in k)
-            tensors[key][0, 0] = float("nan")
-            save_file(tensors, run / name)
-    return run
+    return nan_copy(trained_run, tmp_path_factory.mktemp("nan"))
 
 
 def _generate_ok(url: str) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import socket
 import subprocess
 import sys
@@ -27,12 +26,11 @@ openai = pytest.importorskip("openai", reason="the test extra's openai client is
 import httpx  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
-from safetensors.torch import load_file, save_file  # noqa: E402
 
 from chargen.checkpoint import load_run  # noqa: E402
 from chargen.server import openai_api  # noqa: E402
 from chargen.server.app import ServerLimits, create_app  # noqa: E402
-from tests.serving import free_port, running_app  # noqa: E402
+from tests.serving import free_port, nan_copy, running_app  # noqa: E402
 
 MAX_LENGTH = 500
 
@@ -481,15 +479,7 @@ def test_more_choices_than_the_queue_holds_is_429(trained_run: Path) -> None:
 @pytest.fixture(scope="module")
 def nan_run(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the trained run whose head weights hold NaN."""
-    run = tmp_path_factory.mktemp("nan") / "run"
-    shutil.copytree(trained_run, run)
-    for name in ("best.safetensors", "model.safetensors"):
-        if (run / name).exists():
-            tensors = load_file(run / name)
-            key = next(k for k in tensors if k.startswith("head.") and "weight" in k)
-            tensors[key][0, 0] = float("nan")
-            save_file(tensors, run / name)
-    return run
+    return nan_copy(trained_run, tmp_path_factory.mktemp("nan"))
 
 
 def test_a_failing_generation_is_one_line_and_the_server_goes_on(nan_run: Path) -> None:

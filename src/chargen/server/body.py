@@ -117,15 +117,20 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 
 async def _answer(send: Send, status: int, detail: str) -> None:
-    payload = json.dumps({"detail": detail}).encode()
+    await send_json(send, status, {"detail": detail}, [(b"connection", b"close")])
+
+
+async def send_json(send: Send, status: int, data: Any, headers: list[tuple[bytes, bytes]]) -> None:
+    """A whole JSON response through ASGI ``send``, with ``headers`` besides its own."""
+    payload = json.dumps(data).encode()
     await send(
         {
             "type": "http.response.start",
             "status": status,
             "headers": [
+                *headers,
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(payload)).encode()),
-                (b"connection", b"close"),
             ],
         }
     )

@@ -81,6 +81,7 @@ from chargen.sampling import SamplingConfig
 from chargen.score import CHUNK
 from chargen.server.app import MAX_SEED, GenerateRequest, ServerLimits, _watch
 from chargen.server.batcher import Batcher, Job, failure_line
+from chargen.server.body import send_json
 
 log = logging.getLogger("chargen.server")
 
@@ -695,7 +696,7 @@ class OpenAIErrors:
             if started:
                 raise
             log.error("request failed", exc_info=exc)
-            await _send_json(send, 500, {"error": _error(500, failure_line(exc))}, [])
+            await send_json(send, 500, {"error": _error(500, failure_line(exc))}, [])
 
 
 async def _send_error(send: Any, start: dict[str, Any], raw: bytes) -> None:
@@ -713,20 +714,4 @@ async def _send_error(send: Any, start: dict[str, Any], raw: bytes) -> None:
     message = detail if isinstance(detail, str) else json.dumps(detail)[:500]
     status = 400 if status == 422 else status
     others = [(k, v) for k, v in headers if k.lower() != b"content-type"]
-    await _send_json(send, status, {"error": _error(status, message)}, others)
-
-
-async def _send_json(send: Any, status: int, data: Any, headers: list[Any]) -> None:
-    payload = json.dumps(data).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                *headers,
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(payload)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": payload})
+    await send_json(send, status, {"error": _error(status, message)}, others)
