@@ -8,10 +8,15 @@ with its fused single-token step, and the ``torch`` engine with each token throu
 same tokens. Medians of ``--repeats`` runs.
 
 ``--chains`` times one stream of LSTM 128 with sampling chains of growing length, on the
-default engine: temperature alone (the NumPy draw) is the baseline of the same run; every other
-rule runs the torch processors on each step (the bar for a full chain is 5,000 chars/s).
+default engine: temperature alone is the baseline of the same run; every rule has a NumPy
+version (``chargen/numpy_rules.py``), so each chain is drawn without a torch processor (the
+bar for a full chain is 5,000 chars/s). It checks that the ``torch`` engine draws the same
+tokens for each chain.
 
-    python benchmarks/generation_speed.py [--repeats 3] [--chains]
+``--clock cpu`` times by the process's CPU time instead of the wall clock: on a machine whose
+core is shared with other work, it leaves out the time the others ran.
+
+    python benchmarks/generation_speed.py [--repeats 3] [--chains] [--clock wall|cpu]
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from machine import describe  # noqa: E402
 
 import chargen.generate as generate_module  # noqa: E402
 from chargen.config import ModelConfig  # noqa: E402
-from chargen.generate import generate  # noqa: E402
+from chargen.generate import Sample, generate  # noqa: E402
 from chargen.models import ForwardStepper, build_model, build_stepper  # noqa: E402
 from chargen.sampling import SamplingConfig  # noqa: E402
 from chargen.tokenizer import build_tokenizer  # noqa: E402
@@ -52,12 +57,15 @@ def run(model, tok, streams: int, length: int, way: str) -> list[list[int]]:
     return [s.tokens for s in out]
 
 
-def timed(fn, repeats: int) -> float:
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def timed(fn, repeats: int, clock=time.perf_counter) -> float:
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = clock()
         fn()
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return statistics.median(times)
 
 
@@ -75,32 +83,38 @@ CHAINS = {  # name: the sampling rules, one stream of LSTM 128
 }
 
 
-def chains(tok, repeats: int, length: int = 2000) -> None:
+def chains(tok, repeats: int, clock=time.perf_counter, length: int = 2000) -> None:
     """One stream of LSTM 128 through each chain of ``CHAINS``, default engine."""
     torch.manual_seed(0)
     model = build_model(ModelConfig(vocab_size=59, embed_dim=64, hidden_size=128)).eval()
-    print("\n| LSTM 128, 1 stream | chars/s | / baseline |\n|---|---:|---:|")
+    print(
+        "\n| LSTM 128, 1 stream | chars/s | / baseline | same tokens as torch |"
+        "\n|---|---:|---:|---|"
+    )
     base = None
     for name, rules in CHAINS.items():
         cfg = SamplingConfig(**rules)
 
-        def once(c: SamplingConfig = cfg) -> None:
-            generate(model, tok, "(", length=length, sampling=c, seed=1)
+        def once(c: SamplingConfig = cfg, engine: str = "numpy") -> list[Sample]:
+            return generate(model, tok, "(", length=length, sampling=c, seed=1, engine=engine)
 
-        speed = length / timed(once, repeats)
+        same = once()[0].tokens == once(engine="torch")[0].tokens
+        speed = length / timed(once, repeats, clock)
         base = base or speed
-        print(f"| {name} | {speed:,.0f} | x{speed / base:.2f} |")
+        print(f"| {name} | {speed:,.0f} | x{speed / base:.2f} | {'yes' if same else 'NO'} |")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--chains", action="store_true", help="time sampling chains instead")
+    parser.add_argument("--clock", choices=list(CLOCKS), default="wall", help="what to time by")
     args = parser.parse_args()
+    clock = CLOCKS[args.clock]
     print(describe())
     tok = build_tokenizer("char", "".join(chr(40 + i) for i in range(59)))
     if args.chains:
-        chains(tok, args.repeats)
+        chains(tok, args.repeats, clock)
         return 0
     names = list(WAYS)
     print(
@@ -119,6 +133,7 @@ def main() -> int:
                 seconds = timed(
                     lambda m=model, s=streams, n=length, w=name: run(m, tok, s, n, w),
                     args.repeats,
+                    clock,
                 )
                 speeds[name] = streams * length / seconds
             same = all(tokens[n] == tokens[names[0]] for n in names)

@@ -20,12 +20,12 @@ from chargen.sampling import PENALTY, TRUNCATION, SamplingConfig
         (SamplingConfig(), False, True),
         (SamplingConfig(temperature=0.5), False, True),
         (SamplingConfig(temperature=0), False, True),
-        (SamplingConfig(top_k=5), False, False),
-        (SamplingConfig(top_p=0.9, min_p=0.1), False, False),
-        (SamplingConfig(repetition_penalty=1.3), True, False),
-        (SamplingConfig(frequency_penalty=0.2), True, False),
-        (SamplingConfig(presence_penalty=0.2), True, False),
-        (SamplingConfig(no_repeat_ngram_size=3, temperature=0), True, False),
+        (SamplingConfig(top_k=5), False, True),
+        (SamplingConfig(top_p=0.9, min_p=0.1), False, True),
+        (SamplingConfig(repetition_penalty=1.3), True, True),
+        (SamplingConfig(frequency_penalty=0.2), True, True),
+        (SamplingConfig(presence_penalty=0.2), True, True),
+        (SamplingConfig(no_repeat_ngram_size=3, temperature=0), True, True),
     ],
 )
 def test_the_chain_answers_from_what_its_rules_declare(

@@ -123,7 +123,7 @@ def test_draw_tempered_is_process_logits_then_select_next(temperature: float) ->
         idx, logp, ent = draw_tempered(logits[rows].numpy(), u[rows].numpy(), cfg)
         np.testing.assert_array_equal(idx, expected[rows].numpy())
         chosen = logprobs[rows].gather(1, expected[rows, None])[:, 0]
-        np.testing.assert_allclose(logp, chosen.numpy(), atol=1e-5)
+        np.testing.assert_array_equal(logp, chosen.numpy())  # torch's log-softmax kernel
         np.testing.assert_allclose(ent, entropy(logprobs[rows]).numpy(), atol=1e-5)
 
 
@@ -140,8 +140,8 @@ def test_engine_choice_and_bad_engines() -> None:
     model = _model()
     assert supports(model)
     assert SamplingChain(SamplingConfig(temperature=0.5)).numpy_ok
-    assert not SamplingChain(SamplingConfig(top_p=0.9)).numpy_ok
-    assert not SamplingChain(SamplingConfig(temperature=0, repetition_penalty=1.2)).numpy_ok
+    assert SamplingChain(SamplingConfig(top_p=0.9)).numpy_ok  # every rule has a NumPy version
+    assert SamplingChain(SamplingConfig(temperature=0, repetition_penalty=1.2)).numpy_ok
     with pytest.raises(ConfigError, match="engine must be one of"):
         generate(model, TOK, "(", length=3, engine="fast")
     transformer = build_model(

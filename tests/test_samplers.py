@@ -405,7 +405,7 @@ def test_stages_and_what_each_rule_declares() -> None:
     assert [rule.stage for rule in chain.rules] == [PENALTY, TEMPERATURE, TEMPERATURE] + [
         TRUNCATION
     ] * 2
-    assert chain.reads_history and chain.stateful and not chain.numpy_ok
+    assert chain.reads_history and chain.stateful and chain.numpy_ok  # every rule has NumPy
     mirostat = SamplingChain(SamplingConfig(mirostat_tau=3.0))
     assert mirostat.stateful and not mirostat.reads_history
     # T = 0: DRY still applies, the rest is skipped

@@ -2,9 +2,9 @@
 
 The chain answers for its rules, from what each rule declares (``sampling.LogitsProcessor``):
 whether any reads the history (the server then gives the request its own pass; the penalties'
-windows need it), whether all have a NumPy version (the NumPy engine then draws without
-torch), and which rules are penalties and which truncations (beam search scores candidates
-with the first and prunes with the second). No caller looks at configuration fields to decide
+windows need it), whether all have a NumPy version (the NumPy engine then runs the rules on its
+arrays, ``numpy_logprobs``, without a torch processor), and which rules are penalties and which
+truncations (beam search scores candidates with the first and prunes with the second). No caller looks at configuration fields to decide
 these things, so a new rule is added in one place.
 
 ``draw`` is ``sampling.draw`` for rules already built: ``check_finite_logits``, the rules,
@@ -33,10 +33,12 @@ import dataclasses
 import re
 from collections.abc import Hashable, Sequence
 
+import numpy as np
 import torch
 
 from chargen import constraints, samplers
 from chargen.sampling import (
+    NEG_INF,
     PENALTY,
     TRUNCATION,
     LogitsProcessor,
@@ -115,11 +117,27 @@ class SamplingChain:
         a full match); None when no rule ends rows. The loops stop such a row as they stop one
         that wrote a stop string."""
         ended = [rule.done() for rule in self.rules if rule.ends_rows]  # type: ignore[attr-defined]
-        return torch.stack(ended).any(dim=0) if ended else None
+        if len(ended) < 2:
+            return ended[0] if ended else None
+        return torch.stack(ended).any(dim=0)
 
     def logprobs(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         """Log-probabilities (B, V) of the distribution sampled from (``process_logits``)."""
         return logprobs_after(self.rules, self.greedy, logits, history)
+
+    def numpy_logprobs(self, logits: np.ndarray, history: np.ndarray) -> np.ndarray:
+        """``logprobs`` for NumPy arrays (the chain is ``numpy_ok``): each rule's ``numpy``.
+
+        The closing ``log_softmax`` is torch's kernel on the same memory (no copy): on one row
+        it is cheaper than NumPy's, and the log-probabilities are bit for bit the torch path's.
+        """
+        for rule in self.rules:
+            logits = rule.numpy(logits, history)
+        if self.greedy:
+            one_hot = np.full_like(logits, NEG_INF)
+            one_hot[np.arange(len(logits)), logits.argmax(axis=1)] = 0.0
+            return one_hot
+        return torch.log_softmax(torch.from_numpy(logits), dim=-1).numpy()
 
     def draw(
         self, logits: torch.Tensor, history: torch.Tensor, uniforms: torch.Tensor, step: int = 0

@@ -64,7 +64,8 @@ import numpy as np
 import torch
 
 from chargen.errors import GenerationError, SamplingError
-from chargen.sampling import NEG_INF, PENALTY, LogitsProcessor, Rule, SamplingConfig
+from chargen.numpy_rules import masked
+from chargen.sampling import NEG_INF, PENALTY, ArrayT, LogitsProcessor, Rule, SamplingConfig
 
 MAX_REGEX_CHARS = 1000
 MAX_STATES = 10_000  # automaton states interegular may visit while building one pattern
@@ -361,6 +362,7 @@ class RegexIndex:
         self._char_moves: dict[int, dict[str, int]] = {}
         self._alive: dict[int, bool] = {}
         self._tables: dict[int, tuple[np.ndarray, np.ndarray, torch.Tensor]] = {}
+        self._token_moves: dict[int, dict[int, int]] = {}
         self._lock = threading.Lock()
 
     def _moves(self, state: int) -> dict[str, int]:
@@ -446,15 +448,24 @@ class RegexIndex:
                 self._tables[state] = found
             return found
 
+    def moves(self, state: int) -> dict[int, int]:
+        """``table(state)`` as a dict, {allowed token: the state it leads to} (cached)."""
+        found = self._token_moves.get(state)
+        if found is None:
+            ids, nexts, _ = self.table(state)
+            found = dict(zip(ids.tolist(), nexts.tolist(), strict=True))
+            if len(self._token_moves) >= CACHED_TABLES:
+                self._token_moves.clear()
+            self._token_moves[state] = found
+        return found
+
     def done(self, state: int) -> bool:
         """Accepting with no token that can go on: a full match, nothing more to add."""
-        return state in self.machine.finals and not len(self.table(state)[0])
+        return state in self.machine.finals and not self.moves(state)
 
     def next_state(self, state: int, token: int) -> int:
         """The state ``token`` leads to from ``state``; DEAD if it is not allowed there."""
-        ids, nexts, _ = self.table(state)
-        at = int(np.searchsorted(ids, token))
-        return int(nexts[at]) if at < len(ids) and ids[at] == token else DEAD
+        return self.moves(state).get(token, DEAD)
 
 
 @lru_cache(maxsize=16)
@@ -462,16 +473,17 @@ def _regex_index(pattern: str, bans: tuple[str, ...], vocab: tuple[str, ...]) ->
     return RegexIndex(automaton(pattern, bans), vocab)
 
 
-def _no_empty_rows(logits: torch.Tensor, flag: str) -> torch.Tensor:
-    """``logits``, unless a row lost every token: then one GenerationError naming ``flag``."""
-    if bool((logits == NEG_INF).all(dim=-1).any()):
+def _no_empty_rows(logits: ArrayT, flag: str) -> ArrayT:
+    """``logits`` (a tensor or an array), unless a row lost every token: then one
+    GenerationError naming ``flag``."""
+    if bool((logits == NEG_INF).all(-1).any()):
         raise GenerationError(
             f"{flag} leaves no token the model can write here (with the other sampling rules)"
         )
     return logits
 
 
-def _check_size(logits: torch.Tensor, size: int) -> None:
+def _check_size(logits: torch.Tensor | np.ndarray, size: int) -> None:
     if logits.shape[-1] != size:
         raise ValueError(f"logits have {logits.shape[-1]} tokens, the vocabulary {size}")
 
@@ -488,6 +500,7 @@ class Regex(Rule):
 
     stage: ClassVar[int] = PENALTY
     stateful: ClassVar[bool] = True
+    has_numpy: ClassVar[bool] = True
     ends_rows: ClassVar[bool] = True
 
     def __init__(self, pattern: str, bans: tuple[str, ...], vocab: tuple[str, ...]) -> None:
@@ -520,16 +533,24 @@ class Regex(Rule):
     def _finished(self, state: int) -> bool:
         return state == DEAD or self.index.done(state)
 
+    def _tables(self, rows: int) -> list[tuple[np.ndarray, np.ndarray, torch.Tensor] | None]:
+        """Each row's ``RegexIndex.table`` (the tokens it allows), None for a finished row."""
+        return [None if self._finished(s) else self.index.table(s) for s in self._rows(rows)]
+
+    def numpy(self, logits: np.ndarray, history: np.ndarray) -> np.ndarray:
+        _check_size(logits, self.index.size)
+        out = np.full_like(logits, NEG_INF)
+        for row, table in enumerate(self._tables(len(logits))):
+            allowed = slice(None) if table is None else table[0]
+            out[row, allowed] = logits[row, allowed]
+        return _no_empty_rows(out, "--regex")
+
     def __call__(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         _check_size(logits, self.index.size)
         keep = torch.zeros(logits.shape, dtype=torch.bool)
-        for row, state in enumerate(self._rows(logits.shape[0])):
-            if self._finished(state):
-                keep[row] = True
-            else:
-                keep[row, self.index.table(state)[2]] = True
-        masked = logits.masked_fill(~keep.to(logits.device), NEG_INF)
-        return _no_empty_rows(masked, "--regex")
+        for row, table in enumerate(self._tables(logits.shape[0])):
+            keep[row, slice(None) if table is None else table[2]] = True
+        return _no_empty_rows(logits.masked_fill(~keep.to(logits.device), NEG_INF), "--regex")
 
     def observe(self, tokens: torch.Tensor, logprobs: torch.Tensor) -> None:
         states = self._rows(int(tokens.shape[0]))
@@ -543,19 +564,26 @@ class Regex(Rule):
 
     def done(self) -> torch.Tensor:
         """(B,) bool: rows whose automaton can go no further (a full match)."""
-        return torch.tensor([self._finished(s) for s in self.states or []], dtype=torch.bool)
+        states = self.states or []
+        return torch.from_numpy(np.fromiter(map(self._finished, states), bool, len(states)))
 
 
 class BanChars(Rule):
     """Masks every token whose text holds a banned character."""
 
     stage: ClassVar[int] = PENALTY
+    has_numpy: ClassVar[bool] = True
 
     def __init__(self, chars: str, vocab: tuple[str, ...]) -> None:
         banned = frozenset(chars)
-        self.banned = torch.tensor([not banned.isdisjoint(text) for text in vocab])
-        if bool(self.banned.all()):
+        self.mask = np.array([not banned.isdisjoint(text) for text in vocab], dtype=bool)
+        self.banned = torch.from_numpy(self.mask)
+        if self.mask.all():
             raise SamplingError(f"--ban-chars {_show(chars)} bans every token of the vocabulary")
+
+    def numpy(self, logits: np.ndarray, history: np.ndarray) -> np.ndarray:
+        _check_size(logits, len(self.mask))
+        return _no_empty_rows(masked(logits, self.mask), "--ban-chars")
 
     def __call__(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         _check_size(logits, len(self.banned))
@@ -575,24 +603,25 @@ class BanStrings(Rule):
 
     stage: ClassVar[int] = PENALTY
     reads_history: ClassVar[bool] = True
+    has_numpy: ClassVar[bool] = True
 
     def __init__(self, strings: tuple[str, ...], vocab: tuple[str, ...]) -> None:
         self.vocab = vocab
-        self.inside = torch.tensor([any(s in text for s in strings) for text in vocab])
-        if bool(self.inside.all()):
+        self.inside = np.array([any(s in text for s in strings) for text in vocab], dtype=bool)
+        if self.inside.all():
             raise SamplingError("--ban-strings bans every token of the vocabulary")
         self.look = max(len(s) for s in strings) - 1
-        starts: dict[str, torch.Tensor] = {}
-        self.splits: list[tuple[str, torch.Tensor]] = []
+        starts: dict[str, np.ndarray] = {}
+        self.splits: list[tuple[str, np.ndarray]] = []
         for head, rest in dict.fromkeys((s[:i], s[i:]) for s in strings for i in range(1, len(s))):
             if rest not in starts:
-                starts[rest] = torch.tensor([text.startswith(rest) for text in vocab])
-            if bool(starts[rest].any()):
+                starts[rest] = np.array([text.startswith(rest) for text in vocab], dtype=bool)
+            if starts[rest].any():
                 self.splits.append((head, starts[rest]))
 
-    def __call__(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
-        _check_size(logits, len(self.vocab))
-        banned = self.inside.expand(logits.shape).clone()
+    def banned(self, history: np.ndarray | torch.Tensor) -> np.ndarray:
+        """(B, V) bool: the tokens that would complete a banned string after each row."""
+        banned = np.repeat(self.inside[None], history.shape[0], axis=0)
         if self.splits and self.look and history.shape[1]:
             recent = history[:, -self.look :].tolist()
             for row, ids in enumerate(recent):
@@ -600,20 +629,29 @@ class BanStrings(Rule):
                 for head, starting in self.splits:
                     if text.endswith(head):
                         banned[row] |= starting
-        masked = logits.masked_fill(banned.to(logits.device), NEG_INF)
-        return _no_empty_rows(masked, "--ban-strings")
+        return banned
+
+    def numpy(self, logits: np.ndarray, history: np.ndarray) -> np.ndarray:
+        _check_size(logits, len(self.vocab))
+        return _no_empty_rows(masked(logits, self.banned(history)), "--ban-strings")
+
+    def __call__(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        _check_size(logits, len(self.vocab))
+        banned = torch.from_numpy(self.banned(history)).to(logits.device)
+        return _no_empty_rows(logits.masked_fill(banned, NEG_INF), "--ban-strings")
 
 
 class LogitBias(Rule):
     """Adds each named token's bias to its logit: ``l + b``."""
 
     stage: ClassVar[int] = PENALTY
+    has_numpy: ClassVar[bool] = True
 
     def __init__(self, entries: tuple[str, ...], vocab: tuple[str, ...]) -> None:
         ids: dict[str, int] = {}
         for token, text in enumerate(vocab):
             ids.setdefault(text, token)
-        self.bias = torch.zeros(len(vocab))
+        self.bias = torch.zeros(len(vocab))  # float32; ``numpy`` reads the same memory
         for entry in entries:
             text, bias = parse_bias(entry)
             if text not in ids:
@@ -622,6 +660,10 @@ class LogitBias(Rule):
                     "(a char run's tokens are single characters)"
                 )
             self.bias[ids[text]] = bias
+
+    def numpy(self, logits: np.ndarray, history: np.ndarray) -> np.ndarray:
+        _check_size(logits, len(self.bias))
+        return logits + self.bias.numpy().astype(logits.dtype, copy=False)
 
     def __call__(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         _check_size(logits, len(self.bias))

@@ -1,9 +1,12 @@
 """The CPU fast path of ``generate`` for LSTM and GRU models: the step and the draw in NumPy.
 
 Same rules as the torch path (``sampling.process_logits`` then ``sampling.select_next`` with
-``rng.uniforms``), so the same seed gives the same tokens; only float32 rounding differs.
-A chain of temperature alone (or greedy without penalties) is drawn entirely in NumPy by
-``draw_tempered``; any other chain runs the torch processors on the NumPy logits.
+``rng.uniforms``), so the same seed gives the same tokens; only the float32 rounding of the
+model step differs (from the same logits, the log-probabilities are the torch path's bit for
+bit). A chain of temperature alone (or greedy without rules) is drawn by ``draw_tempered``; a
+chain whose every rule has a NumPy version (``SamplingChain.numpy_ok``, today every rule) by
+``draw_chain``, each rule's ``numpy`` method (``numpy_rules``) on the NumPy logits; any other
+chain runs the torch processors on them.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from chargen.models import LanguageModel, RNNLanguageModel, State
 from chargen.models.numpy_step import NumpyRNNStep
 from chargen.models.stepper import FusedStepper
 from chargen.rng import UniformDraws
-from chargen.sampling import SamplingConfig, non_finite_error
+from chargen.sampling import SamplingConfig, Temperature, non_finite_error
 
 LoopResult = tuple[np.ndarray, np.ndarray, np.ndarray, int]
 """(history (B, P + length) int64, chosen log-probs (B, length), entropies (B, length), made)."""
@@ -39,10 +42,10 @@ def draw_tempered(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(next ids, log p of each, entropy of each row) for a temperature-only chain.
 
-    ``lp = log_softmax((l - max l) / T)`` in float32 (``T = 1``: no division), then the first
-    ``i`` with ``cumsum(exp(lp))_i > u * total`` in float64, clamped to the last token with
-    ``p > 0``; greedy is the first argmax with ``log p = 0`` and entropy 0. These are
-    ``process_logits`` and ``select_next`` written for NumPy.
+    ``lp = log_softmax((l - max l) / T)`` in float32 (``T = 1``: no division), then ``draw``;
+    greedy is the first argmax with ``log p = 0`` and entropy 0. These are ``process_logits``
+    and ``select_next`` written for NumPy; the log-softmax is torch's kernel on the same memory
+    (as in ``SamplingChain.numpy_logprobs``), so ``lp`` is the torch path's bit for bit.
     """
     rows = logits.shape[0]
     if sampling.greedy:
@@ -51,27 +54,52 @@ def draw_tempered(
     z = logits - logits.max(axis=1, keepdims=True)
     if sampling.temperature != 1.0:
         z /= np.float32(sampling.temperature)
-    lp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return draw(torch.log_softmax(torch.from_numpy(z), dim=-1).numpy(), u)
+
+
+def draw_chain(
+    chain: SamplingChain, logits: np.ndarray, history: np.ndarray, u: np.ndarray, step: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``SamplingChain.draw`` for NumPy arrays (a ``numpy_ok`` chain): (ids, log p, entropy).
+
+    The usability check, ``chain.numpy_logprobs``, ``draw``, and ``chain.observe`` (given
+    tensors that share the arrays' memory) when a rule keeps state.
+    """
+    if not usable(logits):
+        raise non_finite_error(step)
+    lp = chain.numpy_logprobs(logits, history)
+    picked, chosen, ent = draw(lp, u)
+    if chain.stateful:
+        chain.observe(torch.from_numpy(picked), torch.from_numpy(lp))
+    return picked, chosen, ent
+
+
+def draw(lp: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ids (B,), log p of each (B,), entropy of each row (B,)) drawn from log-probabilities.
+
+    ``sampling.select_next``: the first ``i`` with ``cumsum(exp(lp))_i > u * total`` in float64
+    (``u < 0`` counts as 0), clamped to the last token with ``p > 0``; the entropy is
+    ``-sum p log p`` with ``0 log 0 = 0`` (a ``-inf`` is floored to ``-1e300``, times
+    ``p = 0``), as ``sampling.entropy``.
+    """
+    rows, vocab = lp.shape
     lp64 = lp.astype(np.float64)
     p = np.exp(lp64)
-    u = u.clip(min=0.0)
-    if rows == 1:
-        cdf = np.cumsum(p[0])
-        idx = np.array([np.searchsorted(cdf, u[0] * cdf[-1], side="right")])
-    else:
-        # torch's cumsum is several times faster than NumPy's on short rows; torch's
-        # searchsorted is not used: its thread pool fights NumPy's BLAS threads for the cores
-        cdf = torch.cumsum(torch.from_numpy(p), dim=1).numpy()
-        idx = (cdf <= (u * cdf[:, -1])[:, None]).sum(axis=1)
-    vocab = logits.shape[1]
-    if (idx >= vocab).any():  # u * total rounded up to the total: the last live token
+    np.maximum(lp64, -1e300, out=lp64)
+    if rows == 1:  # scalars where NumPy calls on one element would cost more
+        cdf = p[0].cumsum()
+        i = int(cdf.searchsorted(max(u[0], 0.0) * cdf[-1], side="right"))
+        if i >= vocab:  # u * total rounded up to the total: the last live token
+            i = vocab - 1 - int((p[0, ::-1] > 0).argmax())
+        return np.array([i]), lp[:, i], np.array([-np.dot(p[0], lp64[0])])
+    # torch's cumsum is several times faster than NumPy's on short rows; torch's
+    # searchsorted is not used: its thread pool fights NumPy's BLAS threads for the cores
+    cdf = torch.cumsum(torch.from_numpy(p), dim=1).numpy()
+    idx = (cdf <= (u.clip(min=0.0) * cdf[:, -1])[:, None]).sum(axis=1)
+    if (idx >= vocab).any():
         last_live = vocab - 1 - (p[:, ::-1] > 0).argmax(axis=1)
         idx = np.minimum(idx, last_live)
-    chosen = lp[np.arange(rows), idx]
-    if not np.isfinite(lp64).all():  # a -inf logit: 0 log 0 counts as 0, as in sampling.entropy
-        lp64 = np.where(np.isneginf(lp64), 0.0, lp64)
-    ent = -np.einsum("ij,ij->i", p, lp64)
-    return idx, chosen, ent
+    return idx, lp[np.arange(rows), idx], -np.einsum("ij,ij->i", p, lp64)
 
 
 def usable(logits: np.ndarray) -> bool:
@@ -110,14 +138,16 @@ def generate_loop(
     if chain is None:
         chain = SamplingChain(sampling)
     chain.reset(seeds)
-    simple = chain.numpy_ok  # every rule has a NumPy version (today: the temperature alone)
+    tempered = all(type(rule) is Temperature for rule in chain.rules)  # or greedy, no rule
     n = len(ids)
     for t in range(length):
         logits = stepper.step(history[:, n - 1])
-        if simple:
+        if tempered:
             if not usable(logits):
                 raise non_finite_error(t)
             nxt, logp, ent = draw_tempered(logits, draws(t), sampling)
+        elif chain.numpy_ok:
+            nxt, logp, ent = draw_chain(chain, logits, history[:, :n], draws(t), step=t)
         else:
             picked = chain.draw(
                 torch.from_numpy(logits), history_t[:, :n], torch.from_numpy(draws(t)), step=t

@@ -37,13 +37,16 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from chargen import numpy_rules
 from chargen.errors import SamplingError
+from chargen.numpy_rules import LN2
 from chargen.rng import uniforms
 from chargen.sampling import (
     NEG_INF,
     PENALTY,
     TEMPERATURE,
     TRUNCATION,
+    ArrayT,
     LogitsProcessor,
     Rule,
 )
@@ -55,7 +58,6 @@ from chargen.sampling_config import (
     _is_real,
 )
 
-LN2 = math.log(2.0)
 MAX_BREAKERS = 64  # --dry-sequence-breakers: strings
 MAX_BREAKER_CHARS = 40  # characters per breaker (llama.cpp truncates there; refused here)
 MAX_BREAKER_TOKENS = 20  # tokens of a breaker's tail after its head token (llama.cpp's cap)
@@ -202,10 +204,16 @@ class DRY(Rule):
     Nothing happens when ``n <= a``. Lengths are counted in tokens (characters for a
     character model). Sequence breakers are text: they act once the rule knows each token's
     text (``use_vocabulary``); until then the rule has none.
+
+    Both versions take step 1 from ``_Breakers.limits``, which reads only the last ``a + E``
+    tokens (and a breaker's tail) when the exponent is capped; step 2 is a pass over every
+    position per token of repeat in torch, and only over the positions still matching in
+    NumPy (``numpy_rules.dry_repeats``).
     """
 
     stage: ClassVar[int] = PENALTY
     reads_history: ClassVar[bool] = True
+    has_numpy: ClassVar[bool] = True
     needs_vocabulary: ClassVar[bool] = True
 
     multiplier: float
@@ -231,17 +239,35 @@ class DRY(Rule):
         """
         self._breaks = _Breakers.resolve([b for b in self.breakers if b], list(pieces))
 
-    def __call__(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+    def _window(self, history: ArrayT) -> ArrayT | None:
+        """The window ``w`` (B, n), or None when the rule does nothing (``n <= a``)."""
         length = history.shape[1]
         n = length if self.penalty_last_n < 0 else min(length, self.penalty_last_n)
-        allowed = self.allowed_length
-        if self.multiplier == 0.0 or n <= allowed:
+        if self.multiplier == 0.0 or n <= self.allowed_length:
+            return None
+        return history[:, length - n :]
+
+    def _limits(self, w: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Step 1, each row's ``limit`` (B,), at most ``a + E`` when the exponent is capped:
+        longer repeats get the same penalty."""
+        capped = self._max_exponent > 0
+        return self._breaks.limits(w, self.allowed_length + self._max_exponent if capped else 0)
+
+    def numpy(self, logits: np.ndarray, history: np.ndarray) -> np.ndarray:
+        w = self._window(history)
+        if w is None:
             return logits
-        w = history[:, length - n :].to(device=logits.device, dtype=torch.long)
-        limit = self._breaks.limits(w)
-        if self._max_exponent > 0:  # longer repeats get the same (capped) penalty
-            limit = limit.clamp(max=allowed + self._max_exponent)
-        repeat = _suffix_repeats(w, limit)  # (B, n - 1): L(j)
+        penalty = (self.multiplier, self.base, self._max_exponent, MAX_DRY_PENALTY)
+        limits, single = self._limits(w), self._breaks.single_set
+        return numpy_rules.dry(logits, w, limits, self.allowed_length, single, penalty)
+
+    def __call__(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        w = self._window(history)
+        if w is None:
+            return logits
+        w = w.to(device=logits.device, dtype=torch.long)
+        allowed = self.allowed_length
+        repeat = _suffix_repeats(w, torch.from_numpy(self._limits(w)))  # (B, n - 1): L(j)
         values = torch.where(repeat >= allowed, repeat, torch.full_like(repeat, -1))
         longest = torch.full(logits.shape, -1, dtype=torch.long, device=logits.device)
         longest.scatter_reduce_(1, w[:, 1:], values, reduce="amax")
@@ -261,6 +287,7 @@ def _suffix_repeats(w: torch.Tensor, limit: torch.Tensor) -> torch.Tensor:
     """(B, n - 1) long: ``L(j) = min(limit, longest k with w[j-k+1..j] == w[n-k..n-1])``.
 
     Grown one token back per pass over every ``j`` at once; stops when no ``j`` still matches.
+    (The NumPy version, ``numpy_rules.dry_repeats``, follows only the ``j`` still matching.)
     """
     rows, n = w.shape
     m = n - 1
@@ -288,7 +315,12 @@ class _Breakers:
         sequences: Sequence[tuple[int, tuple[int, ...]]] = (),
     ) -> None:
         self.single = torch.tensor(sorted(set(single)), dtype=torch.long)
+        self.single_set = frozenset(self.single.tolist())
+        # table[i]: token i is a single breaker (ids past the table clip to its last, False)
+        self.table = np.zeros(max(self.single_set, default=-2) + 2, dtype=bool)
+        self.table[self.single.numpy()] = True
         self.sequences = list(sequences)
+        self.longest_tail = max((len(tail) for _, tail in self.sequences), default=0)
 
     @classmethod
     def resolve(cls, breakers: list[str], pieces: list[str]) -> _Breakers:
@@ -313,27 +345,21 @@ class _Breakers:
                     pos = word.find(breaker[0], pos + 1)
         return cls(sorted(single), sequences)
 
-    def limits(self, w: torch.Tensor) -> torch.Tensor:
-        """(B,) long: the tokens of each row after its most recent breaker (``n`` if none)."""
-        rows, n = w.shape
-        positions = torch.arange(n, device=w.device)
-        best = torch.full((rows,), -1, dtype=torch.long, device=w.device)  # head position
-        tail_len = torch.zeros((rows,), dtype=torch.long, device=w.device)
-        if self.single.numel():
-            hits = torch.isin(w, self.single.to(w.device))
-            best = torch.where(hits, positions, -1).amax(dim=1)
-        for head, tail in self.sequences:
-            size = len(tail)
-            if size >= n:
-                continue
-            match = w[:, : n - size] == head
-            for offset, token in enumerate(tail, start=1):
-                match &= w[:, offset : n - size + offset] == token
-            pos = torch.where(match, positions[: n - size], -1).amax(dim=1)
-            better = (pos > best) | ((pos == best) & (pos >= 0) & (size > tail_len))
-            best = torch.where(better, pos, best)
-            tail_len = torch.where(better, torch.full_like(tail_len, size), tail_len)
-        return torch.where(best >= 0, n - 1 - best - tail_len, torch.full_like(best, n))
+    def limits(self, w: np.ndarray | torch.Tensor, most: int = 0) -> np.ndarray:
+        """(B,) int64: the tokens of each row after its most recent breaker (``n`` if none),
+        at most ``most`` when ``most > 0``.
+
+        A breaker whose head lies before the last ``most + longest tail + 1`` tokens leaves
+        more than ``most`` tokens after it, so only those last tokens are read (a tensor's
+        are copied to the CPU).
+        """
+        n = w.shape[1]
+        start = max(0, n - most - self.longest_tail - 1) if most > 0 else 0
+        tail = w[:, start:]
+        if isinstance(tail, torch.Tensor):
+            tail = tail.cpu().numpy()
+        found = [numpy_rules.breaker_limit(row, n, self.table, self.sequences) for row in tail]
+        return np.minimum(found, most) if most > 0 else np.array(found, dtype=np.int64)
 
 
 def _spell(text: str, pieces: list[str]) -> tuple[int, ...] | None:
@@ -377,10 +403,14 @@ class DynamicTemperature(Rule):
     """
 
     stage: ClassVar[int] = TEMPERATURE
+    has_numpy: ClassVar[bool] = True
 
     temperature: float
     delta: float
     exponent: float = 1.0
+
+    def numpy(self, logits: np.ndarray, history: np.ndarray) -> np.ndarray:
+        return numpy_rules.dynamic_temperature(logits, self.temperature, self.delta, self.exponent)
 
     def __call__(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         x = logits.double()
@@ -417,8 +447,12 @@ class TopNSigma(Rule):
     """
 
     stage: ClassVar[int] = TRUNCATION
+    has_numpy: ClassVar[bool] = True
 
     n: float
+
+    def numpy(self, logits: np.ndarray, history: np.ndarray) -> np.ndarray:
+        return numpy_rules.top_n_sigma(logits, self.n)
 
     def __call__(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         x = logits.double()
@@ -495,6 +529,7 @@ class XTC(_Stateful):
     """
 
     stage: ClassVar[int] = TRUNCATION
+    has_numpy: ClassVar[bool] = True
 
     probability: float
     threshold: float = 0.1
@@ -514,6 +549,10 @@ class XTC(_Stateful):
             at = (steps == step).nonzero()[:, 0]
             out[at] = uniforms(words[at.numpy()], int(step))
         return out
+
+    def numpy(self, logits: np.ndarray, history: np.ndarray) -> np.ndarray:
+        fire = self.uniforms(logits.shape[0]).numpy() <= self.probability
+        return numpy_rules.xtc(logits, fire, self.threshold)
 
     def __call__(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         fire = (self.uniforms(logits.shape[0]) <= self.probability).to(logits.device)
@@ -550,6 +589,7 @@ class MirostatV2(_Stateful):
     """
 
     stage: ClassVar[int] = TRUNCATION
+    has_numpy: ClassVar[bool] = True
 
     tau: float
     eta: float = 0.1
@@ -562,6 +602,9 @@ class MirostatV2(_Stateful):
     def mu(self, rows: int) -> torch.Tensor:
         """(B,) float64 bits: each row's current ``mu``."""
         return self._state(rows).tensors["mu"]
+
+    def numpy(self, logits: np.ndarray, history: np.ndarray) -> np.ndarray:
+        return numpy_rules.mirostat(logits, self.mu(logits.shape[0]).numpy())
 
     def __call__(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         mu = self.mu(logits.shape[0]).to(logits.device)

@@ -34,6 +34,9 @@ has surprisal 0), so greedy equals the limit of sampling as ``T -> 0`` for every
 ``process_logits`` returns the log-probabilities actually sampled from; ``select_next`` draws
 from them by inverse CDF with one explicit uniform per row (see ``rng.py``), so a batch of
 samples equals the same samples drawn one at a time.
+
+Every rule also has a ``numpy`` method: the same rule on NumPy arrays (``numpy_rules.py``),
+with which the NumPy engine runs a whole chain; both give the same logits for the same input.
 """
 
 from __future__ import annotations
@@ -44,13 +47,14 @@ from typing import ClassVar, Protocol, TypeVar
 import numpy as np
 import torch
 
+from chargen import numpy_rules
 from chargen.errors import GenerationError, SamplingError
+from chargen.numpy_rules import MASS_TOLERANCE
 
 # SamplingConfig lives in sampling_config.py (no torch: the command line reads it fast)
 from chargen.sampling_config import GREEDY_BELOW, SamplingConfig, _check_temperature
 
 NEG_INF = float("-inf")
-MASS_TOLERANCE = 1e-12  # top-p / typical-p: a cumulative mass >= p - 1e-12 "reaches" p
 
 ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
 
@@ -112,7 +116,9 @@ class LogitsProcessor(Protocol):
     A rule says what it needs as class attributes, so that a chain can answer for all of its
     rules (``chain.py``): ``stage`` (``PENALTY``, ``TEMPERATURE`` or ``TRUNCATION``),
     ``reads_history`` (it looks at the tokens before), ``stateful`` (it keeps state from one
-    step to the next) and ``has_numpy`` (the NumPy engine draws with it without torch).
+    step to the next) and ``has_numpy`` (it has a method ``numpy(logits, history)``, the same
+    rule on NumPy arrays, with which the NumPy engine draws without torch; see
+    ``numpy_rules``).
     """
 
     stage: ClassVar[int]
@@ -135,6 +141,10 @@ class Rule:
     has_numpy: ClassVar[bool] = False
     ends_rows: ClassVar[bool] = False
 
+    def numpy(self, logits: np.ndarray, history: np.ndarray) -> np.ndarray:
+        """The rule on NumPy arrays, where ``has_numpy``: what ``__call__`` gives, as arrays."""
+        raise NotImplementedError(f"{type(self).__name__} has no NumPy version")
+
 
 def _window_counts(history: torch.Tensor, logits: torch.Tensor, window: int) -> torch.Tensor:
     """(B, V) counts, in the logits' dtype, of each token among each row's last ``window`` tokens."""
@@ -153,10 +163,14 @@ class RepetitionPenalty(Rule):
     """
 
     stage: ClassVar[int] = PENALTY
+    has_numpy: ClassVar[bool] = True
     reads_history: ClassVar[bool] = True
 
     penalty: float
     window: int = 64
+
+    def numpy(self, logits: np.ndarray, history: np.ndarray) -> np.ndarray:
+        return numpy_rules.repetition_penalty(logits, history, self.penalty, self.window)
 
     def __call__(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         seen = _window_counts(history, logits, self.window) > 0
@@ -169,10 +183,14 @@ class FrequencyPenalty(Rule):
     """``l - f * count(token in window)`` (OpenAI's frequency penalty)."""
 
     stage: ClassVar[int] = PENALTY
+    has_numpy: ClassVar[bool] = True
     reads_history: ClassVar[bool] = True
 
     penalty: float
     window: int = 64
+
+    def numpy(self, logits: np.ndarray, history: np.ndarray) -> np.ndarray:
+        return numpy_rules.frequency_penalty(logits, history, self.penalty, self.window)
 
     def __call__(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         return logits - self.penalty * _window_counts(history, logits, self.window)
@@ -183,10 +201,14 @@ class PresencePenalty(Rule):
     """``l - p * [count(token in window) > 0]`` (OpenAI's presence penalty)."""
 
     stage: ClassVar[int] = PENALTY
+    has_numpy: ClassVar[bool] = True
     reads_history: ClassVar[bool] = True
 
     penalty: float
     window: int = 64
+
+    def numpy(self, logits: np.ndarray, history: np.ndarray) -> np.ndarray:
+        return numpy_rules.presence_penalty(logits, history, self.penalty, self.window)
 
     def __call__(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         seen = (_window_counts(history, logits, self.window) > 0).to(logits.dtype)
@@ -202,9 +224,13 @@ class NoRepeatNGram(Rule):
     """
 
     stage: ClassVar[int] = PENALTY
+    has_numpy: ClassVar[bool] = True
     reads_history: ClassVar[bool] = True
 
     n: int
+
+    def numpy(self, logits: np.ndarray, history: np.ndarray) -> np.ndarray:
+        return numpy_rules.no_repeat_ngram(logits, history, self.n)
 
     def __call__(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         n, length = self.n, history.shape[1]
@@ -235,6 +261,9 @@ class Temperature(Rule):
 
     temperature: float
 
+    def numpy(self, logits: np.ndarray, history: np.ndarray) -> np.ndarray:
+        return numpy_rules.temperature(logits, self.temperature)
+
     def __call__(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         return (logits - logits.max(dim=-1, keepdim=True).values) / self.temperature
 
@@ -248,8 +277,12 @@ class TopK(Rule):
     """
 
     stage: ClassVar[int] = TRUNCATION
+    has_numpy: ClassVar[bool] = True
 
     k: int
+
+    def numpy(self, logits: np.ndarray, history: np.ndarray) -> np.ndarray:
+        return numpy_rules.top_k(logits, self.k)
 
     def __call__(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         k = min(self.k, logits.shape[-1])
@@ -282,8 +315,12 @@ class TopP(Rule):
     """
 
     stage: ClassVar[int] = TRUNCATION
+    has_numpy: ClassVar[bool] = True
 
     p: float
+
+    def numpy(self, logits: np.ndarray, history: np.ndarray) -> np.ndarray:
+        return numpy_rules.top_p(logits, self.p)
 
     def __call__(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         if self.p >= 1.0:
@@ -302,8 +339,12 @@ class MinP(Rule):
     """
 
     stage: ClassVar[int] = TRUNCATION
+    has_numpy: ClassVar[bool] = True
 
     min_p: float
+
+    def numpy(self, logits: np.ndarray, history: np.ndarray) -> np.ndarray:
+        return numpy_rules.min_p(logits, self.min_p)
 
     def __call__(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         probs = torch.softmax(logits.double(), dim=-1)
@@ -322,8 +363,12 @@ class TypicalP(Rule):
     """
 
     stage: ClassVar[int] = TRUNCATION
+    has_numpy: ClassVar[bool] = True
 
     p: float
+
+    def numpy(self, logits: np.ndarray, history: np.ndarray) -> np.ndarray:
+        return numpy_rules.typical_p(logits, self.p)
 
     def __call__(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         if self.p >= 1.0:
