@@ -385,3 +385,110 @@ def test_export_refuses_a_missing_run_and_writes_where_told(runs, tmp_path, caps
     assert code == 0 and not out
     assert "wrote" in err and "opset 17" in err
     assert (tmp_path / "g.onnx").read_bytes()[:2]  # written
+
+
+# ------------------------------------------------------------------------------ int8
+@needs_onnx
+@pytest.mark.parametrize("name", list(RUNS))
+def test_int8_graphs_of_every_family_are_checked_and_plain(runs, name, tmp_path, capsys) -> None:
+    """--quantize int8: int8 matrices behind DequantizeLinear (no integer kernels, no foreign
+    domain), checked against chargen with the same rounded weights; --engine onnx runs them."""
+    import onnx
+
+    from chargen.export_onnx import OPS
+
+    path = tmp_path / "int8.onnx"
+    code, _, err = cli(capsys, "export", runs[name], "--onnx", path, "--quantize", "int8")
+    assert code == 0, err
+    assert "int8 weights" in err and "same int8 weights" in err
+    proto = onnx.load(str(path))
+    ops = {node.op_type for node in proto.graph.node}
+    assert "DequantizeLinear" in ops and ops <= OPS
+    assert not ops & {"MatMulInteger", "DynamicQuantizeLinear", "QLinearMatMul"}
+    assert {o.domain for o in proto.opset_import} <= {"", "ai.onnx"}
+    int8 = [t for t in proto.graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    floats = [t for t in proto.graph.initializer if t.data_type == onnx.TensorProto.FLOAT]
+    assert sum(np.prod(t.dims) for t in int8) > 3 * sum(np.prod(t.dims) for t in floats)
+    props = {p.key: p.value for p in proto.metadata_props}
+    assert props["chargen.quantize"] == "int8"
+    float_props = {p.key: p.value for p in onnx.load(str(runs[name] / "model.onnx")).metadata_props}
+    assert props["chargen.weights_sha256"] == float_props["chargen.weights_sha256"]
+    args = ["generate", runs[name], "--length", "40", "--seed", "2", "--prompt"]
+    args += [PROMPTS.get(name, "the "), "--engine", "onnx", "--onnx-model", path]
+    code, out, err = cli(capsys, *args)
+    assert code == 0 and out.strip(), err
+    assert "warning" not in err
+
+
+@needs_onnx
+def test_int8_is_a_quarter_of_the_size_at_the_same_loss(tmp_path, capsys) -> None:
+    """A model of width 256: the int8 file is >= 3.5x smaller than the float one, and its
+    validation bits/char (chargen eval --engine onnx) within 1% of the float graph's."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(make_text(), encoding="utf-8")
+    run = tmp_path / "run"
+    args = ["train", corpus, "--out", run, "--steps", "60", *TINY_FLAGS]
+    args += ["--hidden-size", "256", "--seq-len", "64", "--lr", "5e-3", "--sample-length", "0"]
+    assert cli(capsys, *args)[0] == 0
+    paths = {"float": tmp_path / "float.onnx", "int8": tmp_path / "int8.onnx"}
+    assert cli(capsys, "export", run, "--onnx", paths["float"])[0] == 0
+    assert cli(capsys, "export", run, "--onnx", paths["int8"], "--quantize", "int8")[0] == 0
+    ratio = paths["float"].stat().st_size / paths["int8"].stat().st_size
+    assert ratio >= 3.5, ratio
+    bits = {}
+    for kind, path in paths.items():
+        code, out, err = cli(
+            capsys, "eval", run, "--engine", "onnx", "--onnx-model", path, "--json"
+        )
+        assert code == 0, err
+        bits[kind] = json.loads(out)["bits_per_char"]
+    code, out, _ = cli(capsys, "eval", run, "--json")
+    assert code == 0
+    assert bits["float"] == pytest.approx(json.loads(out)["bits_per_char"], rel=1e-5)
+    assert abs(bits["int8"] - bits["float"]) <= 0.01 * bits["float"], bits
+
+
+# ------------------------------------------------------------------------------ eval --engine onnx
+@needs_onnx
+@pytest.mark.parametrize("name", ["lstm", "transformer", "transformer_learned_word"])
+def test_eval_through_the_graph_equals_evals(runs, name, capsys) -> None:
+    code, out, err = cli(capsys, "eval", runs[name], "--json")
+    assert code == 0, err
+    want = json.loads(out)
+    code, out, err = cli(capsys, "eval", runs[name], "--json", "--engine", "onnx")
+    assert code == 0, err
+    got = json.loads(out)
+    assert got["bits_per_char"] == pytest.approx(want["bits_per_char"], rel=1e-5)
+    assert got["chars"] == want["chars"]
+
+
+@needs_onnx
+def test_eval_through_the_graph_of_a_lines_run(tmp_path, capsys) -> None:
+    corpus = tmp_path / "names.txt"
+    corpus.write_text("\n".join(["anna", "bob", "carla", "dieter", "eve", "fritz"] * 40) + "\n")
+    run = tmp_path / "run"
+    assert (
+        cli(capsys, "train", corpus, "--out", run, "--lines", "--steps", "8", *TINY_FLAGS)[0] == 0
+    )
+    assert cli(capsys, "export", run)[0] == 0
+    code, out, _ = cli(capsys, "eval", run, "--json")
+    assert code == 0
+    code, onnx_out, err = cli(capsys, "eval", run, "--json", "--engine", "onnx")
+    assert code == 0, err
+    assert json.loads(onnx_out)["bits_per_char"] == pytest.approx(
+        json.loads(out)["bits_per_char"], rel=1e-5
+    )
+
+
+@needs_onnx
+def test_eval_engine_flags(runs, tmp_path, capsys) -> None:
+    run = runs["lstm"]
+    assert "goes with --engine onnx" in one_line_error(
+        capsys, "eval", run, "--onnx-model", run / "model.onnx"
+    )
+    assert "no such file" in one_line_error(
+        capsys, "eval", run, "--engine", "onnx", "--onnx-model", tmp_path / "none.onnx"
+    )
+    assert "from a gru run" in one_line_error(
+        capsys, "eval", run, "--engine", "onnx", "--onnx-model", runs["gru_word"] / "model.onnx"
+    )

@@ -422,6 +422,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from chargen.prepare import is_prepared, open_prepared
 
     config, tokenizer, model = load_run(args.run_dir, args.weights)
+    if args.onnx_model is not None and args.engine != "onnx":
+        raise ConfigError("--onnx-model goes with --engine onnx")
+    if args.engine == "onnx":  # the exported graph behind the model interface, step by step
+        from chargen.onnx_engine import default_path, open_onnx_engine
+
+        path = args.onnx_model if args.onnx_model is not None else default_path(args.run_dir)
+        model = open_onnx_engine(path, model, tokenizer)  # type: ignore[assignment]
     data = config.data
     source = args.source or data.source
     if is_prepared(source):
@@ -891,6 +898,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir")
     p.add_argument("--unknown", choices=("drop", "error", "warn"), default="warn")
     p.add_argument("--weights", choices=("best", "last"), default="best")
+    p.add_argument(
+        "--engine",
+        choices=("torch", "onnx"),
+        default="torch",
+        help="torch (default): the run's model; onnx: the graph of `chargen export` run by "
+        "onnxruntime one token at a time (needs chargen[export])",
+    )
+    p.add_argument(
+        "--onnx-model", metavar="PATH", help="--engine onnx: the graph (default RUN/model.onnx)"
+    )
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("prepare", help="tokenise a corpus larger than memory into a data folder")

@@ -38,11 +38,23 @@ is full the re-read equals the cached step), so its state is the token ring and 
 The model's metadata (``metadata_props``) holds ``chargen.family``, ``chargen.vocab_size``,
 ``chargen.vocab_sha256`` (of the run's vocabulary, checked by ``--engine onnx``),
 ``chargen.weights_sha256`` (of the weights, ``--engine onnx`` warns when they are not the run's),
-``chargen.state`` (the state input names in order) and ``chargen.version``.
+``chargen.state`` (the state input names in order), ``chargen.quantize`` (``int8`` or empty)
+and ``chargen.version``.
+
+``quantize="int8"`` (``chargen export --quantize int8``) stores every weight matrix as int8
+with one float32 scale per row (symmetric: ``w ~ scale * q``, ``q`` in [-127, 127], ``scale =
+max |row| / 127``) and dequantizes it in the graph with the standard ``DequantizeLinear``
+(``axis=0``, no zero point) in front of the Gemm/MatMul that uses it; an embedding lookup
+gathers the int8 rows and their scales and multiplies. Weight-only: activations stay float32,
+so every runtime that has ``DequantizeLinear`` (opset 13) runs it (onnxruntime-web's wasm
+backend included) and the result does not depend on the CPU's integer kernels. Vectors
+(biases, LayerNorm) stay float32. The file is about a quarter of the float one; the graph is
+checked against chargen's step computed with the same rounded weights (within 1e-4).
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -67,9 +79,11 @@ OPS = frozenset(
         "Add", "Sub", "Mul", "Div", "Sqrt", "Erf", "Tanh", "Sigmoid", "Softmax", "Cos", "Sin",
         "MatMul", "Gemm", "Gather", "GatherElements", "GatherND", "ReduceMean", "Reshape",
         "Transpose", "Squeeze", "Unsqueeze", "Concat", "Split", "Cast", "Where", "Equal",
-        "LessOrEqual", "Mod", "Max", "Min", "Constant", "Identity",
+        "LessOrEqual", "Mod", "Max", "Min", "Constant", "Identity", "DequantizeLinear",
     }
 )  # fmt: skip
+QUANTIZE = ("int8",)
+"""``--quantize`` choices: int8 weights (see the module notes)."""
 
 
 def require_onnx() -> tuple[Any, Any]:
@@ -144,8 +158,12 @@ def weights_digest(model: LanguageModel) -> str:
 class _Graph:
     """Nodes and initializers with fresh names; ``param`` stores a tensor once (tied weights)."""
 
-    def __init__(self, onnx: Any, model: LanguageModel) -> None:
+    def __init__(self, onnx: Any, model: LanguageModel, quantize: str | None = None) -> None:
         self.onnx = onnx
+        self.quantize = quantize
+        # int8: parameter name -> (transposed?, the float32 values the graph computes with)
+        self.rounded: dict[str, tuple[bool, np.ndarray]] = {}
+        self.int8: dict[int, tuple[str, str]] = {}  # tensor key -> (int8 rows, scales)
         self.helper = onnx.helper
         self.nodes: list[Any] = []
         self.inits: list[Any] = []
@@ -163,8 +181,12 @@ class _Graph:
         return name
 
     def param(self, tensor: torch.Tensor, transpose: bool = False) -> str:
-        """An initializer holding a model parameter (float32), stored once per tensor."""
+        """A model parameter as float32, stored once per tensor: an initializer, or with int8
+        a matrix's ``DequantizeLinear`` of its int8 rows and their scales."""
         key = id(tensor) * 2 + int(transpose)
+        if key not in self.stored and self._quantized(tensor):
+            rows, scales = self._int8(tensor, transpose)
+            self.stored[key] = self.op("DequantizeLinear", rows, scales, axis=0)
         if key not in self.stored:
             name = self.names.get(id(tensor)) or self._fresh("weight")
             value = tensor.detach().to(torch.float32).cpu().numpy()
@@ -172,6 +194,37 @@ class _Graph:
                 name, value = name + ".T", value.T
             self.stored[key] = self.array(name, value)
         return self.stored[key]
+
+    def rows(self, tensor: torch.Tensor, ids: str, transpose: bool = False) -> str:
+        """``Gather(param, ids, axis=0)``; with int8 the int8 rows and their scales are gathered
+        and multiplied (the whole matrix is not dequantized for a few rows)."""
+        if not self._quantized(tensor):
+            return self.op("Gather", self.param(tensor, transpose), ids, axis=0)
+        rows, scales = self._int8(tensor, transpose)
+        picked = self.op(
+            "Cast", self.op("Gather", rows, ids, axis=0), to=self.onnx.TensorProto.FLOAT
+        )
+        scale = self.unsqueeze(self.op("Gather", scales, ids, axis=0), [-1])
+        return self.op("Mul", picked, scale)
+
+    def _quantized(self, tensor: torch.Tensor) -> bool:
+        return self.quantize == "int8" and tensor.dim() == 2
+
+    def _int8(self, tensor: torch.Tensor, transpose: bool) -> tuple[str, str]:
+        """(int8 rows, float32 scale per row) initializers of a matrix, stored once."""
+        key = id(tensor) * 2 + int(transpose)
+        if key not in self.int8:
+            name = self.names.get(id(tensor)) or self._fresh("weight")
+            value = tensor.detach().to(torch.float32).cpu().numpy()
+            if transpose:
+                name, value = name + ".T", value.T
+            q, scale = quantize_rows(value)
+            base = name.removesuffix(".T")
+            if base in self.rounded and self.rounded[base][0] != transpose:
+                raise ConfigError(f"{base} is used both as it is and transposed; no int8 export")
+            self.rounded[base] = (transpose, q.astype(np.float32) * scale[:, None])
+            self.int8[key] = (self.array(name + ".int8", q), self.array(name + ".scale", scale))
+        return self.int8[key]
 
     def const(self, value: Any, dtype: str = "int64") -> str:
         array = np.asarray(value, dtype=dtype)
@@ -245,13 +298,13 @@ def _rnn(g: _Graph, model: RNNLanguageModel) -> None:
     gates = 4 if lstm else 3
     split = g.const([hidden] * gates)
     embed = model.embed
-    x = g.op("Gather", g.param(embed.weight), "ids", axis=0) if embed is not None else ""
+    x = g.rows(embed.weight, "ids") if embed is not None else ""
     new_h, new_c = [], []
     for k in range(model.config.num_layers):
         w_ih, w_hh = getattr(rnn, f"weight_ih_l{k}"), getattr(rnn, f"weight_hh_l{k}")
         b_ih, b_hh = getattr(rnn, f"bias_ih_l{k}"), getattr(rnn, f"bias_hh_l{k}")
         if k == 0 and embed is None:  # one-hot input: x W^T is a row of W^T
-            row = g.op("Gather", g.param(w_ih, transpose=True), "ids", axis=0)
+            row = g.rows(w_ih, "ids", transpose=True)
             gi = g.op("Add", row, g.param(b_ih))
         else:
             gi = g.op("Gemm", x, g.param(w_ih), g.param(b_ih), transB=1)
@@ -320,7 +373,7 @@ def _rotary(g: _Graph, model: TransformerLanguageModel) -> None:
         second = g.op("Add", g.op("Mul", t2, cos), g.op("Mul", t1, sin))
         return g.op("Concat", first, second, axis=-1)
 
-    x = g.op("Gather", g.param(model.embed.weight), "ids", axis=0)  # (B, E)
+    x = g.rows(model.embed.weight, "ids")  # (B, E)
     if model.embed_proj is not None:
         x = g.linear(x, model.embed_proj)
     scale = g.const(1 / math.sqrt(dim), "float32")
@@ -363,7 +416,7 @@ def _learned(g: _Graph, model: TransformerLanguageModel) -> None:
     window = g.op("GatherElements", ring, order, axis=1)  # (B, C), oldest first
     last = g.unsqueeze(g.op("Min", pos, g.const(ctx - 1)), [1])  # (B, 1): the newest's index
 
-    x = g.op("Gather", g.param(model.embed.weight), window, axis=0)  # (B, C, E)
+    x = g.rows(model.embed.weight, window)  # (B, C, E)
     if model.embed_proj is not None:
         flat = g.reshape(x, [-1, model.config.embed_dim])
         x = g.reshape(g.linear(flat, model.embed_proj), [-1, ctx, width])
@@ -389,24 +442,54 @@ def _np(tensor: torch.Tensor) -> np.ndarray:
     return tensor.detach().to(torch.float32).cpu().numpy()
 
 
+def quantize_rows(value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 per row of a matrix: (q int8 (R, C), scale float32 (R,)), ``value ~
+    scale * q`` with ``scale = max |row| / 127`` (1 for a row of zeros)."""
+    top = np.abs(value).max(axis=1)
+    scale = np.where(top > 0, top / 127, 1).astype(np.float32)
+    q = np.clip(np.rint(value / scale[:, None]), -127, 127).astype(np.int8)
+    return q, scale
+
+
+def rounded_model(model: LanguageModel, rounded: dict[str, tuple[bool, np.ndarray]]) -> Any:
+    """A copy of ``model`` whose matrices hold the values an int8 graph computes with."""
+    twin = copy.deepcopy(model)
+    params = dict(twin.named_parameters())
+    with torch.no_grad():
+        for name, (transposed, value) in rounded.items():
+            params[name].copy_(torch.from_numpy(value.T if transposed else value))
+    return twin
+
+
 # --------------------------------------------------------------------------- export
-def build_onnx(model: LanguageModel, tokenizer: Tokenizer) -> Any:
-    """The ``onnx.ModelProto`` of ``model``'s one-token step (checked by ``onnx.checker``)."""
+def build_onnx(model: LanguageModel, tokenizer: Tokenizer, quantize: str | None = None) -> Any:
+    """The ``onnx.ModelProto`` of ``model``'s one-token step (checked by ``onnx.checker``);
+    ``quantize="int8"``: int8 weight matrices (module notes)."""
+    return _build(model, tokenizer, quantize)[0]
+
+
+def _build(
+    model: LanguageModel, tokenizer: Tokenizer, quantize: str | None
+) -> tuple[Any, dict[str, tuple[bool, np.ndarray]]]:
+    """``build_onnx`` and, with int8, the rounded values of each quantized parameter."""
     from chargen import __version__
 
     onnx, _ = require_onnx()
     config = model.config
+    if quantize is not None and quantize not in QUANTIZE:
+        raise ConfigError(f"--quantize must be {' or '.join(QUANTIZE)}, got {quantize!r}")
     if tokenizer.vocab_size != config.vocab_size:
         raise ConfigError(
             f"the tokenizer has {tokenizer.vocab_size} tokens, the model {config.vocab_size}"
         )
-    size = 4 * sum(p.numel() for p in model.parameters())
+    size = (1 if quantize else 4) * sum(p.numel() for p in model.parameters())
     if size > MAX_PROTO_BYTES:
+        kind = "int8" if quantize else "float32"
         raise ConfigError(
-            f"the model's {size / 2**30:.1f} GiB of float32 weights do not fit one ONNX file "
+            f"the model's {size / 2**30:.1f} GiB of {kind} weights do not fit one ONNX file "
             "(a protobuf message holds less than 2 GiB); export is for smaller models"
         )
-    g = _Graph(onnx, model)
+    g = _Graph(onnx, model, quantize)
     with torch.no_grad():
         if isinstance(model, RNNLanguageModel):
             _rnn(g, model)
@@ -447,10 +530,11 @@ def build_onnx(model: LanguageModel, tokenizer: Tokenizer) -> Any:
             "chargen.vocab_sha256": vocab_digest(tokenizer),
             "chargen.weights_sha256": weights_digest(model),
             "chargen.state": ",".join(p.name for p in state_ports(config)),
+            "chargen.quantize": quantize or "",
         },
     )
     onnx.checker.check_model(proto, full_check=True)
-    return proto
+    return proto, g.rounded
 
 
 def random_states(model: LanguageModel, rows: int, seed: int = 0) -> State:
@@ -517,19 +601,23 @@ def parity(model: LanguageModel, session: Any, rows: int = 8, seed: int = 0) -> 
     return worst
 
 
-def export_onnx(model: LanguageModel, tokenizer: Tokenizer) -> tuple[bytes, float]:
-    """The serialized graph and its logits' relative difference from ``model`` (``parity``).
+def export_onnx(
+    model: LanguageModel, tokenizer: Tokenizer, quantize: str | None = None
+) -> tuple[bytes, float]:
+    """The serialized graph and its logits' relative difference from ``model`` (``parity``);
+    with ``quantize="int8"`` from ``model`` with the same rounded weights (``rounded_model``).
 
     ConfigError when that exceeds 1e-4 (float32 rounding stays far below: about 1e-7).
     """
     _, ort = require_onnx()
     model = model.float().eval()
-    data = build_onnx(model, tokenizer).SerializeToString()
+    proto, rounded = _build(model, tokenizer, quantize)
+    data = proto.SerializeToString()
     options = ort.SessionOptions()
     options.intra_op_num_threads = max(1, torch.get_num_threads())
     options.log_severity_level = 3
     session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-    diff = parity(model, session)
+    diff = parity(rounded_model(model, rounded) if rounded else model, session)
     if not diff <= 1e-4:
         raise ConfigError(f"the ONNX graph's logits differ from chargen's by {diff:.3g}")
     return data, diff

@@ -12,7 +12,9 @@ than the run's float32 weights plus 16 MiB, an ONNX model of opset >= 17 made on
 operators chargen's graphs use (no control flow, no custom operators, no external data
 files), whose inputs and outputs are those of this run's step graph (names, types, shapes,
 vocabulary size) and whose ``chargen.family`` / ``chargen.vocab_sha256`` metadata, when
-present, match the run. Then it runs one step and checks what comes back. Anything else is a
+present, match the run. An int8 graph (``export --quantize int8``) is read the same way; its
+``DequantizeLinear`` nodes are folded into float32 weights when the session loads, so it runs
+at the float graph's speed. Then it runs one step and checks what comes back. Anything else is a
 one-line CheckpointError (exit status 2). A graph exported from other weights of the same
 model (before more training, or ``--weights last``) draws a warning.
 """
@@ -149,6 +151,8 @@ def open_onnx_engine(
     options = ort.SessionOptions()
     options.intra_op_num_threads = max(1, torch.get_num_threads())
     options.log_severity_level = 3
+    # int8 graphs: fold each weight's DequantizeLinear into a float matrix once, at load
+    options.add_session_config_entry("session.disable_quant_qdq", "1")
     try:
         session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
     except Exception as exc:
