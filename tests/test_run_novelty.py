@@ -215,8 +215,7 @@ def test_cli_lines_run_prints_labels_then_spans(
     run = tmp_path / "run"
     flags = ["--embed-dim", "8", "--hidden-size", "16", "--batch-size", "8", "--threads", "1"]
     flags += ["--sample-length", "0", "--eval-every", "5"]
-    if main(["train", str(source), "--lines", "--out", str(run), "--steps", "5", *flags]) != 0:
-        pytest.skip("chargen train --lines does not work in this tree yet")
+    assert main(["train", str(source), "--lines", "--out", str(run), "--steps", "5", *flags]) == 0
     capsys.readouterr()
     train_idx, val_idx = split_items(len(names), 0.1)
     query = f"{names[train_idx[0]]}\nzzzq\n{names[val_idx[0]]}\n"
