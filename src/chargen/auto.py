@@ -32,7 +32,8 @@ from chargen.optimizers import AdamW
 # chars/s of the probe on the sweep's machine (AMD EPYC, one core, torch threads 1)
 REFERENCE_CHARS_PER_S = 42_000.0
 PATIENCE_SHARE = 0.3  # stop once no new best came for this share of the budget
-EVALUATIONS = 40  # about this many evaluations over a budget, so the best is caught in time
+EVALUATIONS = 40  # at least this many evaluations over a budget, so the best is caught in time
+MIN_EVAL_EVERY = 10  # steps: more often, evaluation would cost more than it tells
 EVAL_SHARE = 0.08  # at most about this share of the budget spent on evaluation
 EVAL_MAX_TOKENS = 200_000  # a validation estimate within ~0.5 % needs no more
 DEFAULT_MINUTES = 3.0
@@ -57,7 +58,7 @@ SIZES = (10_000, 100_000, 1_000_000, 10_000_000)
 BUDGETS = (0.5, 1.0, 3.0, 10.0)
 TABLE: dict[int, tuple[str, str, str, str]] = {
     10_000: ("lstm128-d2", "lstm128-d2", "lstm128-d2", "lstm128-d2"),
-    100_000: ("quick", "lstm256-d3", "lstm256-d3", "lstm256-d3"),
+    100_000: ("lstm128-d2", "lstm128-d2", "lstm128-d2", "lstm128-d2"),
     1_000_000: ("minute", "minute", "medium", "long"),
     10_000_000: ("minute", "minute", "medium", "long"),
 }
@@ -267,15 +268,20 @@ def planned_steps(train: TrainConfig, train_tokens: int, chars_per_s: float) -> 
 
 
 def _evaluation(train: TrainConfig, train_tokens: int, chars_per_s: float) -> dict[str, Any]:
-    """Evaluation cadence and patience: about ``EVALUATIONS`` evaluations over the budget, their
-    cost under ``EVAL_SHARE`` of it (an evaluation runs about 3x faster than training)."""
+    """Evaluation cadence and patience: at least ``EVALUATIONS`` evaluations over the budget and
+    at least one per epoch (a small text read many times over is memorised between two
+    evaluations otherwise: its best comes in the first few hundred steps whatever the budget),
+    their cost under ``EVAL_SHARE`` of it (an evaluation runs about 3x faster than training),
+    and never more often than every ``MIN_EVAL_EVERY`` steps."""
     steps = planned_steps(train, train_tokens, chars_per_s)
-    seconds = steps * train.batch_size * train.seq_len * train.grad_accum / chars_per_s
+    per_step = train.batch_size * train.seq_len * train.grad_accum
+    seconds = steps * per_step / chars_per_s
+    epochs = steps * per_step / max(1, train_tokens)
     val_tokens = min(EVAL_MAX_TOKENS, max(1, train_tokens // 9))  # the split is 90 / 10
     affordable = EVAL_SHARE * seconds * 3 * chars_per_s / val_tokens
-    evaluations = max(4.0, min(EVALUATIONS, affordable))
+    evaluations = max(4.0, min(max(EVALUATIONS, epochs), affordable))
     return {
-        "eval_every": max(10, round(steps / evaluations)),
+        "eval_every": max(MIN_EVAL_EVERY, round(steps / evaluations)),
         "eval_max_tokens": EVAL_MAX_TOKENS,
         "patience_share": PATIENCE_SHARE,
     }
