@@ -66,3 +66,22 @@ def nan_copy(run: Path, folder: Path) -> Path:
             tensors[key][0, 0] = float("nan")
             save_file(tensors, copy / name)
     return copy
+
+
+def json_values(text: int, width: int, leaves: int) -> Any:
+    """A hypothesis strategy of any JSON value (NaN and Infinity too: Python's JSON parser takes
+    them): strings of up to ``text`` characters, lists and objects of up to ``width`` items, at
+    most ``leaves`` leaves."""
+    from hypothesis import strategies as st
+
+    return st.recursive(
+        st.none()
+        | st.booleans()
+        | st.integers(-(2**70), 2**70)
+        | st.floats()
+        | st.text(max_size=text),
+        lambda inner: (
+            st.lists(inner, max_size=width) | st.dictionaries(st.text(max_size=3 * width), inner)
+        ),
+        max_leaves=leaves,
+    )

@@ -31,18 +31,9 @@ import pytest
 import torch
 
 from chargen.cli import main as cli_main
+from tests.browser import ABSENT, CHROMIUM, CHROMIUM_ARGS
 from tests.conftest import TINY_FLAGS, make_text
 
-CHROMIUM = os.environ.get("CHARGEN_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ORT_VERSION = "1.30.0"  # what .ci/run installs
 ORT_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "chargen-ort"
 INSTALL_HINT = (
@@ -125,7 +116,7 @@ def static_server(folder: Path) -> Iterator[str]:
 def chromium() -> Iterator[Any]:
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is absent (Debian's chromium package; .ci/run installs it)")
+        pytest.skip(ABSENT)
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield browser

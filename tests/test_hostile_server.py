@@ -38,7 +38,7 @@ from chargen.sampling import SamplingConfig  # noqa: E402
 from chargen.server.app import ServerLimits, create_app  # noqa: E402
 from chargen.server.batcher import PROMPT_TOKENS_PER_TICK, Batcher, Job  # noqa: E402
 from tests.conftest import make_text, run_chargen  # noqa: E402
-from tests.serving import free_port, nan_copy, running_app  # noqa: E402
+from tests.serving import free_port, json_values, nan_copy, running_app  # noqa: E402
 
 
 def _one_line(detail: Any) -> str:
@@ -505,15 +505,7 @@ def test_sigterm_ends_a_busy_server(trained_run: Path) -> None:
 
 
 # ------------------------------------------------------------------------------ property
-JSON = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**70), 2**70)
-    | st.floats()  # NaN and Infinity too: Python's JSON parser takes them
-    | st.text(max_size=30),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner),
-    max_leaves=12,
-)
+JSON = json_values(30, 4, 12)
 FIELDS = st.sampled_from(
     [
         "prompt",

@@ -9,7 +9,6 @@ that one cell flips at every double quote (it must be found first for "inside do
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 from pathlib import Path
@@ -40,6 +39,7 @@ from chargen.neurons import (
 )
 from chargen.text_features import BUILTIN, definition, parse_feature, regex_feature, text_features
 from chargen.tokenizer import CharTokenizer
+from tests.browser import ABSENT, CHROMIUM, CHROMIUM_ARGS
 
 ALPHABET = 'abcdefghij klmnop.,"()\n'
 PLANTED = 3  # the hand-set cell of layer 0
@@ -424,15 +424,13 @@ def test_units_that_do_not_fit_the_budget_are_chosen(planted_run: Path) -> None:
 
 
 # --------------------------------------------------------------------------- the page
-CHROMIUM = os.environ.get("CHARGEN_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
 @pytest.fixture(scope="module")
 def browser():
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is absent (Debian's chromium package)")
+        pytest.skip(ABSENT)
     with sync_api.sync_playwright() as pw:
         chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield chromium

@@ -30,7 +30,7 @@ from hypothesis import strategies as st  # noqa: E402
 from chargen.checkpoint import load_run  # noqa: E402
 from chargen.server import openai_api  # noqa: E402
 from chargen.server.app import ServerLimits, create_app  # noqa: E402
-from tests.serving import free_port, nan_copy, running_app  # noqa: E402
+from tests.serving import free_port, json_values, nan_copy, running_app  # noqa: E402
 
 MAX_LENGTH = 500
 
@@ -528,15 +528,7 @@ def test_the_time_limit_ends_a_completion(trained_run: Path) -> None:
 
 
 # ------------------------------------------------------------------------------ property
-JSON = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**70), 2**70)
-    | st.floats()  # NaN and Infinity too: Python's JSON parser takes them
-    | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner),
-    max_leaves=8,
-)
+JSON = json_values(20, 3, 8)
 FIELDS = st.sampled_from(
     [
         "model",

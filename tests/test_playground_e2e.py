@@ -20,26 +20,17 @@ from pathlib import Path
 
 import pytest
 
-CHROMIUM = os.environ.get("CHARGEN_CHROMIUM", "/usr/bin/chromium")
+from tests.browser import ABSENT, CHROMIUM, CHROMIUM_ARGS
+
 pytest.importorskip("fastapi", reason="the serve extra is not installed")
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 if not Path(CHROMIUM).exists():
     pytest.skip(
-        f"{CHROMIUM} is absent (Debian's chromium package; .ci/run installs it)",
+        ABSENT,
         allow_module_level=True,
     )
 
 from tests.serving import running_server  # noqa: E402
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 GENERATED = (
     "[...document.querySelectorAll('#output span:not(.prompt)')].map(s => s.textContent).join('')"
