@@ -294,20 +294,12 @@ def test_missing_stale_and_damaged_indexes_are_not_used(
 
     data = tmp_path / "data"
     prepare(str(corpus), data, progress=False)
-    assert (
-        main(
-            [
-                "prepare",
-                str(corpus),
-                "--out",
-                str(data),
-                "--overwrite",
-                "--quiet",
-                "--novelty-index",
-            ]
-        )
-        == 0
-    )
+
+    def prepare_with_index() -> None:
+        flags = ["--out", str(data), "--overwrite", "--quiet", "--novelty-index"]
+        assert main(["prepare", str(corpus), *flags]) == 0
+
+    prepare_with_index()
 
     # stale: the folder prepared again from another text (same characters) without an index
     other = tmp_path / "other.txt"
@@ -321,20 +313,7 @@ def test_missing_stale_and_damaged_indexes_are_not_used(
     check_report(report, text, other_text[: int(len(other_text) * 0.9)], 8)
 
     # another split: the saved index covers the first 90%, this run holds out 20%
-    assert (
-        main(
-            [
-                "prepare",
-                str(corpus),
-                "--out",
-                str(data),
-                "--overwrite",
-                "--quiet",
-                "--novelty-index",
-            ]
-        )
-        == 0
-    )
+    prepare_with_index()
     config, tokenizer, _ = load_run(trained_run)
     config = with_source(config, data)
     config = dataclasses.replace(config, train=dataclasses.replace(config.train, val_fraction=0.2))

@@ -143,7 +143,7 @@ class Trainer(StepMixin, SampleMixin):
         self.lr_scale = 1.0  # halved at each skipped non-finite step (--on-nan skip)
         self.nan_skips = 0
         # the losses summed since the last train record, and how many (saved: a resume goes on)
-        self.train_window: tuple[float, int] = (0.0, 0)
+        self.window_loss, self.window_steps = 0.0, 0
         self.seed_start = seed_text_start(self.tc.seed, len(self.train_ids))
 
     def _init_items(self, ids: np.ndarray) -> None:
@@ -175,7 +175,7 @@ class Trainer(StepMixin, SampleMixin):
             "early_stop": self.early.state(),
             "lr_scale": self.lr_scale,
             "nan_skips": self.nan_skips,
-            "train_window": list(self.train_window),
+            "train_window": [self.window_loss, self.window_steps],
             "corpus_sha256": self.corpus_sha,
             "batch_size": self.batches.batch_size,
             "world_size": self.world.size,
@@ -223,7 +223,7 @@ class Trainer(StepMixin, SampleMixin):
         self.lr_scale = float(meta.get("lr_scale", 1.0))
         self.nan_skips = int(meta.get("nan_skips", 0))
         loss_sum, steps = meta.get("train_window", (0.0, 0))
-        self.train_window = (float(loss_sum), int(steps))
+        self.window_loss, self.window_steps = float(loss_sum), int(steps)
         carry = [saved.extra[k] for k in sorted(saved.extra) if k.startswith("carry.")]
         rows = self.rows or slice(None)
         self.carry = tuple(c[:, rows].contiguous().to(self.device) for c in carry) or None
@@ -306,6 +306,10 @@ class Trainer(StepMixin, SampleMixin):
         if verdict.stop and not self.stopped_early and not budget_over:  # the first reason stands
             self.stopped_early = verdict.stop
 
+    def window_mean(self) -> float:
+        """The mean training loss since the last train record (0 before any step)."""
+        return self.window_loss / max(self.window_steps, 1)
+
     def epoch_float(self) -> float:
         return round(self.epoch + self.step_in_epoch / self.steps_per_epoch, 4)
 
@@ -340,7 +344,6 @@ class Trainer(StepMixin, SampleMixin):
         self.model.train()
         self.last_sample_elapsed = self.elapsed  # the first block comes sample_every s in
         signals = StopSignals()
-        window_loss, window_steps = self.train_window  # carried over a resume
         last_loss = float("nan")
         speed_seconds, speed_tokens = 0.0, 0
         chars_per_s = 0.0
@@ -352,7 +355,7 @@ class Trainer(StepMixin, SampleMixin):
                     if stop_at_step is not None and self.step >= stop_at_step:
                         break
                     if self.step_in_epoch >= self.steps_per_epoch:
-                        self._end_epoch(window_loss / max(window_steps, 1), chars_per_s)
+                        self._end_epoch(self.window_mean(), chars_per_s)
                     scale = lr_factor(
                         self.tc, self.step, self.budget.fraction(self.step, self.elapsed)
                     )
@@ -372,9 +375,8 @@ class Trainer(StepMixin, SampleMixin):
                     self.tokens_seen += step_tokens
                     speed_tokens += step_tokens
                     if math.isfinite(last_loss):  # a skipped batch (--on-nan skip) has no loss
-                        window_loss += last_loss
-                        window_steps += 1
-                        self.train_window = (window_loss, window_steps)
+                        self.window_loss += last_loss
+                        self.window_steps += 1
                     self.elapsed = time.perf_counter() - clock
                     # throughput of the training steps alone, over windows of about 0.5 s
                     chars_per_s = speed_tokens / max(speed_seconds, 1e-9)
@@ -395,14 +397,13 @@ class Trainer(StepMixin, SampleMixin):
                                 "step": self.step,
                                 "epoch": self.epoch_float(),
                                 "elapsed": round(self.elapsed, 3),
-                                "loss": window_loss / max(window_steps, 1),
+                                "loss": self.window_mean(),
                                 "lr": self.optimizer.param_groups[0]["lr"],
                                 "chars_per_s": chars_per_s,
                             }
                         )
-                        train_avg = window_loss / max(window_steps, 1)
-                        window_loss, window_steps = 0.0, 0
-                        self.train_window = (0.0, 0)
+                        train_avg = self.window_mean()
+                        self.window_loss, self.window_steps = 0.0, 0
                     else:
                         train_avg = last_loss
                     if self.step % self.tc.eval_every == 0:
