@@ -71,7 +71,7 @@ class SamplingChain:
         self.key: Hashable = (
             ("own", id(self))
             if self.reads_history or self.stateful
-            else tuple(sorted(self.cfg.to_dict().items()))
+            else tuple(sorted((k, v) for k, v in self.cfg.to_dict().items() if k != "clamp"))
         )
 
     @property

@@ -76,8 +76,8 @@ def add_config_flags(
             options["action"] = argparse.BooleanOptionalAction
         else:
             options.update(type=kind, metavar="X" if many else f.name.upper())
-            if many:
-                options["nargs"] = "+"
+            if many:  # --x a b and --x a --x b alike
+                options.update(nargs="+", action="extend")
         group.add_argument(flag_name(f), **options)
 
 
@@ -175,17 +175,20 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     prompt = args.prompt if args.no_escapes else decode_escapes(args.prompt, "--prompt")
     rules = given_fields(args, SamplingConfig)
     rules.pop("temperature", None)
-    temperatures = args.temperature or ([1.0] if rules else [0.2, 0.5, 1.0, 1.2])
-    if rules and len(temperatures) > 1:
+    chain_rules = set(rules) - {"clamp"}
+    temperatures = args.temperature or ([1.0] if chain_rules else [0.2, 0.5, 1.0, 1.2])
+    if chain_rules and len(temperatures) > 1:
         raise ConfigError("the X-ray of a sampling chain takes one --temperature")
     configs = [SamplingConfig(temperature=t, **rules).validate() for t in temperatures]
     _, tokenizer, model = load_run(args.run_dir, args.weights)
     if args.top < 1:
         raise ConfigError(f"--top must be >= 1, got {args.top}")
-    if rules:  # the X-ray: the distribution after each stage of the chain
+    if chain_rules:  # the X-ray: the distribution after each stage of the chain
         table = xray_table(model, tokenizer, prompt, configs[0], args.top, args.unknown)
-    else:
-        table = next_token_table(model, tokenizer, prompt, temperatures, args.top, args.unknown)
+    else:  # units held (--clamp) change the model's distribution, not the chain
+        table = next_token_table(
+            model, tokenizer, prompt, temperatures, args.top, args.unknown, configs[0].clamp
+        )
     if args.format == "json":
         print(json.dumps(table.to_dict(), ensure_ascii=False))
     else:

@@ -17,6 +17,7 @@ import torch
 from chargen import constraints, numpy_generation
 from chargen.beam import beam_search
 from chargen.chain import SamplingChain
+from chargen.clamp import Clamps
 from chargen.errors import ConfigError, GenerationError, TokenizerError
 from chargen.models import LanguageModel, State, build_stepper, expand_state, select_state
 from chargen.rng import uniforms
@@ -171,7 +172,8 @@ def _generate_ids(
     engine: str,
 ) -> list[Sample]:
     rows = num_samples
-    state = expand_state(read_prompt(model, ids), rows)
+    clamps = Clamps.build(model, sampling.clamp)  # units held at every step, prompt included
+    state = expand_state(read_prompt(model, ids, clamps), rows)
     seeds = [seed + r for r in range(rows)]
     watcher = StopWatcher(stop)
     chain = SamplingChain(sampling, vocab=token_strings(tokenizer))  # built once for the loop
@@ -193,9 +195,10 @@ def _generate_ids(
             seeds,
             advance,
             chain,
+            clamps,
         )
     else:
-        loop = _torch_loop(model, state, ids, length, sampling, seeds, advance, chain)
+        loop = _torch_loop(model, state, ids, length, sampling, seeds, advance, chain, clamps)
     history, chosen, entropies, made = loop
     generated = history[:, len(ids) : len(ids) + made].tolist()
     samples = []
@@ -243,10 +246,12 @@ def _torch_loop(
     seeds: list[int],
     advance: Callable[[list[int]], bool] | None,
     chain: SamplingChain | None = None,
+    clamps: Clamps | None = None,
 ) -> numpy_generation.LoopResult:
     """The plain path: the family's stepper and the torch sampling chain, on any device.
 
-    ``chain`` is ``sampling``'s, built by the caller (with the vocabulary constraints need).
+    ``chain`` is ``sampling``'s, built by the caller (with the vocabulary constraints need);
+    ``clamps``: units held at every step.
     """
     device = model.head.weight.device
     rows = len(seeds)
@@ -260,7 +265,7 @@ def _torch_loop(
     chain.reset(seeds)
     n = len(ids)
     for t in range(length):
-        logits, state = stepper.step(history[:, n - 1], state)
+        logits, state = stepper.step(history[:, n - 1], state, clamps)
         nxt, logp, ent = chain.draw(logits.float(), history[:, :n], uniforms(seeds, t), step=t)
         chosen[:, t] = logp.cpu()
         entropies[:, t] = ent.cpu()
@@ -327,11 +332,18 @@ class _TextFollower:
         return self.texts[r]
 
 
-def read_prompt(model: LanguageModel, ids: list[int]) -> State:
-    """One-row state after reading every prompt token but the last (which the first step reads)."""
+def read_prompt(model: LanguageModel, ids: list[int], clamps: Clamps | None = None) -> State:
+    """One-row state after reading every prompt token but the last (which the first step reads).
+
+    With ``clamps`` the prompt is read one step at a time through the stepper, which holds them.
+    """
     device = model.head.weight.device
     state = model.initial_state(1, device)
-    if len(ids) > 1:
+    if len(ids) > 1 and clamps is not None:
+        stepper = build_stepper(model)
+        for token in ids[:-1]:
+            _, state = stepper.step(torch.tensor([token], device=device), state, clamps)
+    elif len(ids) > 1:
         _, state = model(torch.tensor([ids[:-1]], dtype=torch.long, device=device), state)
     return state
 
@@ -358,10 +370,16 @@ def beam_generate(
     ids = encode_prompt(tokenizer, prompt, unknown) or [start_token(tokenizer)]
     was_training = model.training
     model.eval()
+    clamps = Clamps.build(model, sampling.clamp)
+    stepper = build_stepper(model) if clamps is not None else None
     try:
 
         def step(last: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-            logits, new_state = model(last[:, None].to(model.head.weight.device), state)
+            last = last.to(model.head.weight.device)
+            if stepper is not None:  # units held: the stepper holds them
+                logits, new_state = stepper.step(last, state, clamps)
+                return logits.cpu(), new_state
+            logits, new_state = model(last[:, None], state)
             return logits[:, -1].cpu(), new_state
 
         def select(state: State, rows: torch.Tensor) -> State:
@@ -370,7 +388,7 @@ def beam_generate(
         found = beam_search(
             step,
             select,
-            read_prompt(model, ids),
+            read_prompt(model, ids, clamps),
             ids[-1],
             width=beams,
             length=length,

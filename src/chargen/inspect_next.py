@@ -11,15 +11,17 @@ does; its last column is the distribution ``draw`` samples from.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from chargen.chain import SamplingChain
+from chargen.clamp import Clamps
 from chargen.errors import ConfigError
 from chargen.generate import encode_prompt, read_prompt, start_token, token_strings
-from chargen.models import LanguageModel
+from chargen.models import LanguageModel, State, build_stepper
 from chargen.sampling import SamplingConfig, entropy, process_logits
 from chargen.tokenizer import Tokenizer
 
@@ -62,17 +64,31 @@ class NextTokenTable:
 
 @torch.inference_mode()
 def next_logits(
-    model: LanguageModel, tokenizer: Tokenizer, prompt: str, unknown: str = "warn"
+    model: LanguageModel,
+    tokenizer: Tokenizer,
+    prompt: str,
+    unknown: str = "warn",
+    clamp: Sequence[str] = (),
 ) -> tuple[list[int], torch.Tensor]:
     """The prompt's ids and the model's logits (1, V) float32 on the CPU for the token after it.
 
-    An empty prompt starts from ``start_token`` (a newline where the vocabulary has one).
+    An empty prompt starts from ``start_token`` (a newline where the vocabulary has one);
+    ``clamp``: units held at every step (``--clamp``), as ``generate`` holds them.
     """
     model.eval()
     ids = encode_prompt(tokenizer, prompt, unknown) or [start_token(tokenizer)]
-    state = read_prompt(model, ids)
-    logits, _ = model(torch.tensor([[ids[-1]]], device=model.head.weight.device), state)
-    return ids, logits[:, -1].float().cpu()
+    clamps = Clamps.build(model, clamp)
+    state = read_prompt(model, ids, clamps)
+    last = torch.tensor([ids[-1]], device=model.head.weight.device)
+    logits, _ = (
+        build_stepper(model).step(last, state, clamps) if clamps else _forward(model, last, state)
+    )
+    return ids, logits.float().cpu()
+
+
+def _forward(model: LanguageModel, last: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+    logits, state = model(last[:, None], state)
+    return logits[:, -1], state
 
 
 def _table(
@@ -100,9 +116,10 @@ def next_token_table(
     temperatures: list[float],
     top: int = 10,
     unknown: str = "warn",
+    clamp: Sequence[str] = (),
 ) -> NextTokenTable:
     """Distribution of the token after ``prompt`` at each temperature (top ``top`` candidates)."""
-    _, logits = next_logits(model, tokenizer, prompt, unknown)
+    _, logits = next_logits(model, tokenizer, prompt, unknown, clamp)
     none = torch.zeros((1, 0), dtype=torch.long)
     per_t = [
         process_logits(logits, none, SamplingConfig(temperature=t).validate()) for t in temperatures
@@ -120,7 +137,7 @@ def xray_table(
 ) -> NextTokenTable:
     """The distribution after each stage of ``cfg``'s chain; the prompt is the history the
     penalties read. The last column is what ``draw`` would sample from."""
-    ids, logits = next_logits(model, tokenizer, prompt, unknown)
+    ids, logits = next_logits(model, tokenizer, prompt, unknown, cfg.clamp)
     chain = SamplingChain(cfg, vocab=token_strings(tokenizer))
     history = torch.tensor([ids], dtype=torch.long)
     labels, stages = zip(*chain.xray(logits, history), strict=True)

@@ -35,21 +35,11 @@ from chargen.errors import ConfigError
 from chargen.generate import start_token
 from chargen.models import LanguageModel, RNNLanguageModel, TransformerLanguageModel
 from chargen.tokenizer import Tokenizer
+from chargen.units import Group, unit_column, unit_groups
 
 TOP_GUESSES = 5
 CHUNK = 4096  # positions per pass: bounds the gate temporaries (CHUNK x 4 hidden floats)
 UNIT_BLOCK = 512  # units per block of the correlation product (bounds the centred copy)
-KINDS = ("cell", "hidden", "mlp")
-
-
-@dataclass(frozen=True)
-class Group:
-    """A contiguous block of columns of a recording: ``width`` units of one layer and kind."""
-
-    layer: int
-    kind: str
-    start: int
-    width: int
 
 
 @dataclass
@@ -79,28 +69,6 @@ class Recording:
     def column(self, layer: int, kind: str, index: int) -> int:
         """The column of unit ``layer:kind:index``; ConfigError naming what does not exist."""
         return unit_column(self.groups, self.family, layer, kind, index)
-
-
-def unit_column(groups: Sequence[Group], family: str, layer: int, kind: str, index: int) -> int:
-    """The column of unit ``layer:kind:index`` among ``groups``; ConfigError if there is none."""
-    name = f"{layer}:{kind}:{index}"
-    for group in groups:
-        if group.layer == layer and group.kind == kind:
-            if not 0 <= index < group.width:
-                raise ConfigError(
-                    f"--units {name}: layer {layer} has {group.width} {kind} units, numbered 0 "
-                    f"to {group.width - 1}"
-                )
-            return group.start + index
-    kinds = sorted({g.kind for g in groups}, key=KINDS.index)
-    if kind not in kinds:
-        raise ConfigError(
-            f"--units {name}: a {family} model has units of kind {' and '.join(kinds)}"
-        )
-    layers = max(g.layer for g in groups) + 1
-    raise ConfigError(
-        f"--units {name}: the model has {layers} layer(s), numbered 0 to {layers - 1}"
-    )
 
 
 # --------------------------------------------------------------------------- recording
@@ -217,22 +185,6 @@ def _record_transformer(
         for hook in hooks:
             hook.remove()
     return torch.cat(logits)
-
-
-def unit_groups(model: LanguageModel) -> list[Group]:
-    """The column blocks of a recording of ``model``, in order."""
-    config = model.config
-    if isinstance(model, TransformerLanguageModel):
-        width = 4 * config.hidden_size
-        return [Group(k, "mlp", k * width, width) for k in range(config.num_layers)]
-    hidden = config.hidden_size
-    if config.family == "lstm":
-        return [
-            Group(k, kind, (2 * k + j) * hidden, hidden)
-            for k in range(config.num_layers)
-            for j, kind in enumerate(("cell", "hidden"))
-        ]
-    return [Group(k, "hidden", k * hidden, hidden) for k in range(config.num_layers)]
 
 
 def describe(model: LanguageModel) -> str:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from chargen.chain import SamplingChain
+from chargen.clamp import Clamps
 from chargen.models import LanguageModel, RNNLanguageModel, State
 from chargen.models.numpy_step import NumpyRNNStep
 from chargen.models.stepper import FusedStepper
@@ -120,14 +121,16 @@ def generate_loop(
     seeds: list[int],
     advance: Callable[[list[int]], bool] | None,
     chain: SamplingChain | None = None,
+    clamps: Clamps | None = None,
 ) -> LoopResult:
     """Draw up to ``length`` tokens per row from ``state`` (the prompt read but its last token).
 
     ``advance(tokens)`` sees each new token per row and returns False to stop every row.
-    ``chain`` is ``sampling``'s, built by the caller (with the vocabulary constraints need).
+    ``chain`` is ``sampling``'s, built by the caller (with the vocabulary constraints need);
+    ``clamps``: units held at every step.
     """
     rows = len(seeds)
-    stepper = NumpyRNNStep(FusedStepper(model), rows)
+    stepper = NumpyRNNStep(FusedStepper(model), rows, clamps)
     stepper.load(state)
     history = np.empty((rows, len(ids) + length), dtype=np.int64)
     history[:, : len(ids)] = np.asarray(ids, dtype=np.int64)

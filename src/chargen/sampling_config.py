@@ -111,6 +111,12 @@ class SamplingConfig:
     logit_bias: tuple[str, ...] = option(
         (), "TOKEN=BIAS: add BIAS, in [-100, 100], to that token's logit (escapes read)"
     )
+    # --- the model's own units, held in the model step (clamp.py), not a rule on the logits
+    clamp: tuple[str, ...] = option(
+        (),
+        "LAYER:KIND:UNIT=VALUE: hold that unit (as `chargen neurons` names it) at VALUE, in "
+        "[-100, 100], at every step (repeatable)",
+    )
 
     def validate(self) -> SamplingConfig:
         """Raise SamplingError (one line naming the CLI flag) on a value out of range; return self.
@@ -145,6 +151,9 @@ class SamplingConfig:
         from chargen import samplers  # imports this module
 
         samplers.check(self)
+        from chargen import clamp  # imports torch
+
+        clamp.parse(self.clamp)
         return self
 
     @property

@@ -16,11 +16,16 @@ The results equal ``RNNLanguageModel.forward`` up to float32 rounding.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
 from chargen.models.base import State
 from chargen.models.stepper import FusedStepper
+
+if TYPE_CHECKING:
+    from chargen.clamp import Clamps
 
 
 def _np(tensor: torch.Tensor) -> np.ndarray:
@@ -33,7 +38,8 @@ class NumpyRNNStep:
     The returned logits are a buffer reused by the next call: copy what must outlive it.
     """
 
-    def __init__(self, fused: FusedStepper, batch_size: int) -> None:
+    def __init__(self, fused: FusedStepper, batch_size: int, clamps: Clamps | None = None) -> None:
+        self.clamps = clamps  # units held at every step (``clamp.py``)
         self.lstm = fused.lstm
         self.layers = fused.layers
         hidden = fused.w_hh_t[0].shape[0]
@@ -124,9 +130,13 @@ class NumpyRNNStep:
         np.multiply(gates[:, :H], gates[:, 3 * H :], out=tmp)
         c += tmp
         c *= 0.5
+        if self.clamps is not None:
+            self.clamps.apply_numpy(k, "cell", c)
         np.tanh(c, out=h)  # h = o tanh(c')
         h *= gates[:, 2 * H : 3 * H]
         h *= 0.5
+        if self.clamps is not None:
+            self.clamps.apply_numpy(k, "hidden", h)
         return h
 
     def _gru_layer(self, k: int, ids: np.ndarray, x: np.ndarray | None) -> np.ndarray:
@@ -149,4 +159,6 @@ class NumpyRNNStep:
         h -= n  # h' = (1 - z) * n + z * h = n + z * (h - n)
         h *= z
         h += n
+        if self.clamps is not None:
+            self.clamps.apply_numpy(k, "hidden", h)
         return h

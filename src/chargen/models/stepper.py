@@ -13,7 +13,8 @@ LSTM ``i, f, g, o``; GRU ``r, z, n``.
 
 from __future__ import annotations
 
-from typing import Protocol
+import contextlib
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -21,10 +22,16 @@ import torch.nn.functional as F
 from chargen.models.base import LanguageModel, State
 from chargen.models.rnn import RNNLanguageModel
 
+if TYPE_CHECKING:
+    from chargen.clamp import Clamps
+
 
 class Stepper(Protocol):
-    def step(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        """Read one token per row; return the next-token logits (B, V) and the new state."""
+    def step(
+        self, ids: torch.Tensor, state: State, clamps: Clamps | None = None
+    ) -> tuple[torch.Tensor, State]:
+        """Read one token per row, holding ``clamps``' units (``clamp.py``); return the
+        next-token logits (B, V) and the new state."""
         ...
 
 
@@ -35,8 +42,11 @@ class ForwardStepper:
         self.model = model
 
     @torch.inference_mode()
-    def step(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        logits, state = self.model(ids[:, None], state)
+    def step(
+        self, ids: torch.Tensor, state: State, clamps: Clamps | None = None
+    ) -> tuple[torch.Tensor, State]:
+        with clamps.hooked(self.model) if clamps is not None else contextlib.nullcontext():
+            logits, state = self.model(ids[:, None], state)
         return logits[:, -1], state
 
 
@@ -75,7 +85,9 @@ class FusedStepper:
             self.norm = model.norm
 
     @torch.inference_mode()
-    def step(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+    def step(
+        self, ids: torch.Tensor, state: State, clamps: Clamps | None = None
+    ) -> tuple[torch.Tensor, State]:
         new_h: list[torch.Tensor] = []
         new_c: list[torch.Tensor] = []
         x: torch.Tensor | None = None
@@ -89,6 +101,8 @@ class FusedStepper:
                     gates.addmm_(h, self.w_hh_t[k])
                 i, f, g, o = gates.chunk(4, dim=1)
                 c = torch.sigmoid(f) * state[1][k] + torch.sigmoid(i) * torch.tanh(g)
+                if clamps is not None:
+                    c = clamps.apply(k, "cell", c)
                 h = torch.sigmoid(o) * torch.tanh(c)
                 new_c.append(c)
             else:
@@ -100,6 +114,8 @@ class FusedStepper:
                 z = torch.sigmoid(i_z + h_z)
                 n = torch.tanh(i_n + r * h_n)
                 h = (1 - z) * n + z * h
+            if clamps is not None:
+                h = clamps.apply(k, "hidden", h)
             new_h.append(h)
             x = h
         top = x

@@ -56,6 +56,7 @@ class Block(nn.Module):
         self.ln2 = nn.LayerNorm(width)
         self.fc = nn.Linear(width, 4 * width)
         self.fc_out = nn.Linear(4 * width, width)
+        self.act = nn.GELU()  # a module, so --clamp can hold its outputs (clamp.py)
         self.dropout = dropout
         self.drop = nn.Dropout(dropout)
 
@@ -74,7 +75,7 @@ class Block(nn.Module):
         """Residual adds after attention (B, H, T, D) and the MLP."""
         b, h, t, d = attended.shape
         x = x + self.drop(self.out(attended.transpose(1, 2).reshape(b, t, h * d)))
-        return x + self.drop(self.fc_out(F.gelu(self.fc(self.ln2(x)))))
+        return x + self.drop(self.fc_out(self.act(self.fc(self.ln2(x)))))
 
 
 class TransformerLanguageModel(LanguageModel):

@@ -33,10 +33,12 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from chargen import checkpoint as ckpt
 from chargen.chain import SamplingChain
+from chargen.clamp import Clamps
 from chargen.errors import ChargenError
 from chargen.fields import help_of
 from chargen.generate import encode_prompt, start_token
 from chargen.inspect_next import next_logits
+from chargen.models import TransformerLanguageModel
 from chargen.sampling import SamplingConfig
 from chargen.score import SURPRISAL_SCALE, score_text
 from chargen.server.batcher import Batcher, Job, QueueFull, failure_line
@@ -419,6 +421,12 @@ def create_app(
         # a regex automaton can take a moment to build on a large vocabulary: off the event
         # loop, so other requests are answered meanwhile
         chain = await asyncio.to_thread(chain_type, cfg, vocab=batcher.pieces)
+        clamps = Clamps.build(model, cfg.clamp)  # a unit the model lacks: one line, 400
+        if clamps is not None and isinstance(model, TransformerLanguageModel) and not model.rotary:
+            raise ChargenError(
+                "clamp on a Transformer with learned positions runs in `chargen generate`, "
+                "not in the server"
+            )
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             ids = encode_prompt(tokenizer, req.prompt, "warn") or [start_token(tokenizer)]
@@ -431,6 +439,7 @@ def create_app(
             [s for s in req.stop if s],
             arrived + limits.timeout_s,
             asyncio.get_running_loop(),
+            clamps=clamps,
         )
         try:
             batcher.submit(job)
@@ -509,13 +518,14 @@ def create_app(
             raise ChargenError(
                 f"prompt must be at most {limits.max_prompt_chars} characters on this server"
             )
-        chain = SamplingChain(_sampling(req), vocab=batcher.pieces)  # type: ignore[arg-type]
+        sampling = _sampling(req)  # type: ignore[arg-type]
+        chain = SamplingChain(sampling, vocab=batcher.pieces)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if req.prompt:
                 encode_prompt(tokenizer, req.prompt, "drop")  # refuses an all-unknown prompt
             with batcher.weights_lock:
-                ids, logits = next_logits(model, tokenizer, req.prompt, "drop")
+                ids, logits = next_logits(model, tokenizer, req.prompt, "drop", sampling.clamp)
         with torch.inference_mode():
             xray = chain.xray(logits, torch.tensor([ids], dtype=torch.long))
         logp = xray[0][1][0]

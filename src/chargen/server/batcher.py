@@ -29,6 +29,7 @@ import torch
 
 from chargen import constraints
 from chargen.chain import SamplingChain
+from chargen.clamp import Clamps
 from chargen.errors import ChargenError
 from chargen.generate import StopWatcher
 from chargen.models import LanguageModel, State, build_stepper, concat_states
@@ -79,6 +80,7 @@ class Job:
     stops: list[str]
     deadline: float
     loop: asyncio.AbstractEventLoop
+    clamps: Clamps | None = None  # units held at every step (``clamp.py``), this row only
     events: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
     cancelled: bool = False
     state: State | None = None
@@ -219,7 +221,13 @@ class Batcher:
                 if job.state is None:
                     job.state = self.model.initial_state(1, device)
                 end = min(len(job.ids) - 1, job.read + budget)  # the last id is read by a step
-                if end > job.read:
+                if end > job.read and job.clamps is not None:  # held units: a step at a time
+                    for token in job.ids[job.read : end]:
+                        last = torch.tensor([token], device=device)
+                        _, job.state = self.stepper.step(last, job.state, job.clamps)
+                    budget -= end - job.read
+                    job.read = end
+                elif end > job.read:
                     chunk = torch.tensor([job.ids[job.read : end]], dtype=torch.long, device=device)
                     _, job.state = self.model(chunk, job.state)
                     budget -= end - job.read
@@ -242,7 +250,8 @@ class Batcher:
         assert all(job.state is not None for job in jobs)
         try:
             state = concat_states([job.state for job in jobs])  # type: ignore[misc]
-            logits, state = self.stepper.step(last, state)
+            clamps = Clamps.stack([job.clamps for job in jobs])  # each row its own units
+            logits, state = self.stepper.step(last, state, clamps)
         except Exception as exc:  # the shared step failed: end the requests of this step only
             log.exception("model step failed")
             for job in jobs:
