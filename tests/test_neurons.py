@@ -473,6 +473,10 @@ def test_page_picker_recolours_and_a_span_finds_its_unit(
     )
     page.select_option("#unit", planted)
     before = backgrounds(page, 200)
+    # a page written by the CLI gives the --clamp command line; only a served page writes
+    assert page.is_hidden("#hold-served")
+    command = page.inner_text("#hold-command")
+    assert command.startswith(f"chargen generate {planted_run} --clamp 0:cell:{PLANTED}=")
     page.select_option("#unit", other)
     after = backgrounds(page, 200)
     assert len(before) == 200 and before != after

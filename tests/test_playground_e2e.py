@@ -573,3 +573,60 @@ def test_the_page_follows_a_run_still_training(trained_run: Path, tmp_path: Path
         assert f"at step {step}" in page.inner_text("#curves-caption")
         assert not page.errors
         browser.close()
+
+
+def test_see_inside_the_text_just_generated_and_hold_a_unit(
+    trained_run: Path, screenshots: Path
+) -> None:
+    """The playground opens the neuron view of the text it just generated (a tab of its own);
+    there, holding a unit and writing gives what ``generate`` gives with ``--clamp`` for the
+    seed shown, beside the same seed left free."""
+    from chargen.checkpoint import load_run
+    from chargen.generate import generate
+    from chargen.sampling import SamplingConfig
+
+    with running_server(trained_run) as url, sync_api.sync_playwright() as pw:
+        browser, page = _open(pw, url, query="?length=120")
+        assert page.is_disabled("#neurons-open")  # nothing generated yet
+        prompt = page.input_value("#prompt")
+        _, generated = _generate(page)
+        with page.context.expect_page() as opened:
+            page.click("#neurons-open")
+        lab = opened.value
+        lab.errors = []
+        lab.on("pageerror", lambda exc: lab.errors.append(str(exc)))
+        lab.wait_for_selector("body[data-ready='1']", timeout=60_000)
+        shown = lab.evaluate("JSON.parse(document.getElementById('data').textContent).text")
+        assert shown == prompt + generated  # the text just generated, read by the model
+        option = lab.eval_on_selector_all(
+            "#unit option", "os => os.find(o => o.textContent === 'layer 0 cell 5').value"
+        )
+        lab.select_option("#unit", option)
+        assert lab.inner_text("#hold-unit") == "0:cell:5"
+        lab.fill("#hold-value", "4")
+        lab.fill("#hold-prompt", "the ")
+        lab.fill("#hold-length", "80")
+        lab.fill("#hold-temp", "0.7")
+        assert (
+            "--clamp 0:cell:5=4 --prompt 'the ' --seed 1 --length 80 --temperature 0.7"
+            in lab.inner_text("#hold-command")
+        )
+        lab.click("#hold-go")
+        lab.wait_for_selector("body[data-held='1']", timeout=60_000)
+        held, free = lab.inner_text("#hold-held"), lab.inner_text("#hold-free")
+        seed = int(lab.inner_text("#hold-out h3:nth-of-type(1) >> nth=1").split("seed ")[1][:-1])
+        assert f"--seed {seed} " in lab.inner_text("#hold-command")  # the command redraws it
+        lab.set_viewport_size({"width": 1400, "height": 1000})
+        lab.screenshot(path=str(screenshots / "neurons-hold-1400.png"), full_page=True)
+        lab.set_viewport_size({"width": 420, "height": 1000})
+        lab.screenshot(path=str(screenshots / "neurons-hold-420.png"), full_page=True)
+        width = lab.evaluate("document.documentElement.scrollWidth")
+        assert not page.errors and not lab.errors
+        browser.close()
+    assert width <= 420
+    _, tokenizer, model = load_run(trained_run)
+    for clamp, text in (((("0:cell:5=4",)), held), ((), free)):
+        cfg = SamplingConfig(temperature=0.7, clamp=clamp)
+        (sample,) = generate(model, tokenizer, "the ", length=80, sampling=cfg, seed=seed)
+        assert text == ("the " + sample.text).strip()  # inner_text trims the last newline
+    assert held != free

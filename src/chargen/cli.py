@@ -324,17 +324,9 @@ def cmd_neurons(args: argparse.Namespace) -> int:
     import time
 
     from chargen.checkpoint import load_run
-    from chargen.neurons import (
-        choose_units,
-        constant_features,
-        correlations,
-        feature_matrix,
-        parse_units,
-        rank_units,
-        record,
-        unit_groups,
-    )
-    from chargen.text_features import parse_feature, text_features
+    from chargen.neurons import parse_units, unit_groups
+    from chargen.neurons_page import analyse, lab_page, write_page
+    from chargen.text_features import parse_feature
 
     if args.top < 1:
         raise ConfigError(f"--top must be at least 1, got {args.top}")
@@ -353,11 +345,8 @@ def cmd_neurons(args: argparse.Namespace) -> int:
     requested = parse_units(args.units or [], unit_groups(model), config.model.family)
     text = _novelty_text(args, config)
     started = time.perf_counter()
-    recording = record(model, tokenizer, text, args.unknown)
-    names, matrix = feature_matrix(text_features(recording.text, user))
-    r = correlations(matrix, recording.activations)
-    constant = constant_features(matrix)
-    ranking = rank_units(r, names, recording, args.top, constant)
+    analysis = analyse(model, tokenizer, text, user, args.top, args.unknown)
+    recording, names, ranking = analysis.recording, analysis.names, analysis.ranking
     elapsed = time.perf_counter() - started
     source = "stdin" if args.file == "-" else Path(args.file).name
     run_name = Path(args.run_dir).resolve().name
@@ -366,28 +355,18 @@ def cmd_neurons(args: argparse.Namespace) -> int:
         f"({recording.units:,} units) in {elapsed:.1f} s",
         file=sys.stderr,
     )
-    if constant.any():
-        absent = ", ".join(name for name, flat in zip(names, constant, strict=True) if flat)
-        print(f"constant over this text, so not ranked: {absent}", file=sys.stderr)
+    if analysis.constant.any():
+        flat = zip(names, analysis.constant, strict=True)
+        print(
+            f"constant over this text, so not ranked: {', '.join(n for n, c in flat if c)}",
+            file=sys.stderr,
+        )
     if args.html:
-        from chargen.neurons_page import PAGE_BUDGET, page_data, write_page
-
-        columns, embedded = choose_units(r, ranking, recording, requested, PAGE_BUDGET)
         summary = (
             f"{len(recording.text):,} characters of {source} read by the {recording.description} "
             f"of run {run_name}; {recording.units:,} units recorded."
         )
-        data = page_data(
-            recording,
-            names,
-            r,
-            constant,
-            ranking,
-            columns,
-            f"This page holds {embedded}.",
-            summary,
-            {name: pattern.pattern for name, pattern in user},
-        )
+        data, embedded = lab_page(analysis, summary, args.run_dir, requested)
         size = write_page(args.html, f"Neurons of {run_name} reading {source}", data)
         print(
             f"page written to {args.html} ({size / 1e6:.1f} MB), holding {embedded}",

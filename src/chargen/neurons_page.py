@@ -14,18 +14,95 @@ from __future__ import annotations
 import base64
 import html
 import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from chargen.atomic import atomic_write_text
-from chargen.neurons import Recording, colour_scales, quantise
-from chargen.text_features import BUILTIN, LABELS, definition
+from chargen.neurons import (
+    Recording,
+    choose_units,
+    colour_scales,
+    constant_features,
+    correlations,
+    feature_matrix,
+    quantise,
+    rank_units,
+    record,
+)
+from chargen.text_features import BUILTIN, LABELS, definition, text_features
+
+if TYPE_CHECKING:
+    from chargen.models import LanguageModel
+    from chargen.tokenizer import Tokenizer
 
 STATIC = Path(__file__).resolve().parent / "neurons_static"
 PAGE_BUDGET = 60_000_000  # bytes of int8 activations (characters x units) a page may embed
 UNIT_BLOCK = 128  # units quantised at a time (bounds the float32 temporaries)
+
+
+@dataclass
+class Analysis:
+    """A recording, the features of its text and each unit's r with each of them."""
+
+    recording: Recording
+    names: list[str]
+    r: np.ndarray  # (features, units)
+    constant: np.ndarray  # (features,) bool: absent from the text, not ranked
+    ranking: list[dict[str, Any]]  # rank_units' records, ``top`` per feature
+    patterns: dict[str, str]  # user feature name -> its regular expression
+
+
+def analyse(
+    model: LanguageModel,
+    tokenizer: Tokenizer,
+    text: str,
+    user: Sequence[tuple[str, re.Pattern[str]]] = (),
+    top: int = 3,
+    unknown: str = "warn",
+) -> Analysis:
+    """Record every unit over ``text`` and rank the units of each feature by |r|."""
+    recording = record(model, tokenizer, text, unknown)
+    names, matrix = feature_matrix(text_features(recording.text, list(user)))
+    r = correlations(matrix, recording.activations)
+    constant = constant_features(matrix)
+    ranking = rank_units(r, names, recording, top, constant)
+    return Analysis(recording, names, r, constant, ranking, {name: p.pattern for name, p in user})
+
+
+def lab_page(
+    analysis: Analysis,
+    summary: str,
+    run: str,
+    requested: Sequence[int] = (),
+    served: bool = False,
+) -> tuple[dict[str, Any], str]:
+    """(the page's data, what it embeds): units within ``PAGE_BUDGET``, ``requested`` first.
+
+    ``run`` names the run in the page's ``--clamp`` command line; ``served``: the page came
+    from ``chargen serve``, so it can generate with a unit held (``/v1/generate``).
+    """
+    columns, embedded = choose_units(
+        analysis.r, analysis.ranking, analysis.recording, requested, PAGE_BUDGET
+    )
+    data = page_data(
+        analysis.recording,
+        analysis.names,
+        analysis.r,
+        analysis.constant,
+        analysis.ranking,
+        columns,
+        f"This page holds {embedded}.",
+        summary,
+        analysis.patterns,
+    )
+    data["run"] = run
+    data["served"] = served
+    return data, embedded
 
 
 def _b64(array: np.ndarray) -> str:

@@ -107,6 +107,7 @@
 
   // ------------------------------------------------------------------ state
   let current = D.initial;
+  let holdReady = false; // the hold panel follows the unit once its handlers are in place
   let curValues = values(current);
   let showGuesses = true;
   let sel = null; // {a, b}: [a, b)
@@ -269,6 +270,7 @@
       chip.classList.toggle("current", Number(chip.dataset.u) === u);
     }
     document.body.dataset.unit = String(u);
+    if (holdReady) holdUnit(u);
     render();
   }
   picker.addEventListener("change", () => selectUnit(Number(picker.value)));
@@ -530,8 +532,117 @@
   }
   document.addEventListener("keydown", (e) => { if (e.key === "Escape" && sel) clearSelection(); });
 
+  // ------------------------------------------------------------------ hold a unit and write
+  // The --clamp intervention: the unit shown, held at a value at every step. A page served by
+  // `chargen serve` writes here through /v1/generate, held and free from one seed; any page
+  // gives the command line.
+  let holdEdited = false;
+  let holdSeed = 1; // the seed of the last write here, so the command line redraws it
+  function unitSpec(u) {
+    const m = units[u];
+    return `${m.layer}:${m.kind}:${m.unit}`;
+  }
+  function unitExtremes(u) {
+    const v = values(u);
+    let lo = 127, hi = -127;
+    for (let i = 0; i < v.length; i++) {
+      if (v[i] < lo) lo = v[i];
+      if (v[i] > hi) hi = v[i];
+    }
+    const m = units[u];
+    return [m.offset + lo * m.scale, m.offset + hi * m.scale];
+  }
+  function round2(x) {
+    return Math.round(x * 100) / 100;
+  }
+  function shellQuote(s) {
+    return /^[A-Za-z0-9_./:=@%+-]+$/.test(s) ? s : `'${s.replace(/'/g, `'"'"'`)}'`;
+  }
+  function holdValue() {
+    const v = Number($("hold-value").value);
+    return Number.isFinite(v) ? Math.max(-100, Math.min(100, v)) : 0;
+  }
+  function holdCommand() {
+    const prompt = $("hold-prompt").value;
+    const escaped = prompt.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/\t/g, "\\t");
+    $("hold-command").textContent =
+      `chargen generate ${shellQuote(D.run || "RUN")} --clamp ${unitSpec(current)}=${holdValue()}` +
+      (prompt ? ` --prompt ${shellQuote(escaped)}` : "") + ` --seed ${holdSeed}` +
+      (D.served ? ` --length ${$("hold-length").value} --temperature ${$("hold-temp").value}` : "");
+  }
+  function holdUnit(u) {
+    const [lo, hi] = unitExtremes(u);
+    $("hold-unit").textContent = unitSpec(u);
+    $("hold-unit").title = unitName(u);
+    $("hold-lo").textContent = `low ${round2(lo)}`;
+    $("hold-lo").dataset.v = String(round2(lo));
+    $("hold-hi").textContent = `high ${round2(hi)}`;
+    $("hold-hi").dataset.v = String(round2(hi));
+    if (!holdEdited) $("hold-value").value = String(round2(hi));
+    holdCommand();
+  }
+  for (const id of ["hold-lo", "hold-hi"]) {
+    $(id).addEventListener("click", (e) => {
+      $("hold-value").value = e.target.dataset.v;
+      holdEdited = true;
+      holdCommand();
+    });
+  }
+  $("hold-value").addEventListener("input", () => { holdEdited = true; holdCommand(); });
+  for (const id of ["hold-prompt", "hold-length", "hold-temp"]) $(id).addEventListener("input", holdCommand);
+  $("hold-prompt").value = chars.slice(0, Math.min(n, 24)).join("").split("\n")[0];
+  $("hold-copy").addEventListener("click", () => {
+    const text = $("hold-command").textContent;
+    if (navigator.clipboard) navigator.clipboard.writeText(text).catch(() => {});
+    $("hold-copy").textContent = "copied";
+    setTimeout(() => { $("hold-copy").textContent = "copy"; }, 1500);
+  });
+  if (D.served) {
+    $("hold-served").hidden = false;
+    $("hold-cli-note").textContent = "The same on the command line:";
+    $("hold-go").addEventListener("click", async () => {
+      const out = $("hold-out");
+      const spec = `${unitSpec(current)}=${holdValue()}`;
+      const seed = Math.floor(Math.random() * 2 ** 32);
+      holdSeed = seed;
+      holdCommand();
+      const body = {
+        prompt: $("hold-prompt").value,
+        length: Math.max(1, Math.min(2000, Math.floor(Number($("hold-length").value) || 300))),
+        temperature: Math.max(0, Number($("hold-temp").value) || 0),
+        seed,
+      };
+      $("hold-go").disabled = true;
+      out.innerHTML = '<p class="muted">writing\u2026</p>';
+      try {
+        const ask = async (clamp) => {
+          const res = await fetch("/v1/generate", {
+            method: "POST",
+            headers: { "Content-Type": "application/json" },
+            body: JSON.stringify({ ...body, clamp }),
+          });
+          const data = await res.json();
+          if (!res.ok) throw new Error(data.detail || `HTTP ${res.status}`);
+          return data.text;
+        };
+        const [held, free] = await Promise.all([ask([spec]), ask([])]);
+        out.innerHTML =
+          `<div class="col"><h3>held: ${esc(spec)}</h3><pre id="hold-held"></pre></div>` +
+          `<div class="col"><h3>free (seed ${seed})</h3><pre id="hold-free"></pre></div>`;
+        $("hold-held").textContent = body.prompt + held;
+        $("hold-free").textContent = body.prompt + free;
+        document.body.dataset.held = "1";
+      } catch (err) {
+        out.innerHTML = `<p class="error">${esc(String(err.message || err))}</p>`;
+      } finally {
+        $("hold-go").disabled = false;
+      }
+    });
+  }
+
   // ------------------------------------------------------------------ start
   $("summary").textContent = D.summary;
+  holdReady = true;
   $("embedded").textContent = D.embedded;
   measure();
   layout();

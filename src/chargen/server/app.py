@@ -44,6 +44,7 @@ from chargen.score import SURPRISAL_SCALE, score_text
 from chargen.server.batcher import Batcher, Job, QueueFull, failure_line
 from chargen.server.body import BoundedBody
 from chargen.server.live import WeightsFollower, served_file, weights_info
+from chargen.server.neurons_route import add_neuron_routes
 from chargen.server.seed_text import seed_text
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -540,6 +541,7 @@ def create_app(
 
     model_id = run.resolve().name or "chargen"
     add_openai_routes(app, model_id=model_id, limits=limits, batcher=batcher, make_job=make_job)
+    add_neuron_routes(app, model, tokenizer, batcher.weights_lock, model_id)
     return app
 
 

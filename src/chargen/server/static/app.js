@@ -85,6 +85,19 @@ async function generateMain(signal) {
     }
   });
   if (!finished) setStatus("the connection closed early");
+  offerNeurons(view);
+}
+
+// the neuron view of the text just generated (POST /neurons opens it in a tab of its own)
+function offerNeurons(view) {
+  const text = view ? view.prompt + view.pieces.join("") : "";
+  const chars = shared.info && shared.info.tokenizer === "char";
+  $("neurons-text").value = text.slice(0, 8000);
+  $("neurons-open").disabled = !chars || !text;
+  if (!chars && shared.info) {
+    $("neurons-hint").textContent = "the neuron view reads character-level runs; this run's tokens are " +
+      `${shared.info.tokenizer} tokens`;
+  }
 }
 
 async function generateColumns(signal) {
