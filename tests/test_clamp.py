@@ -285,3 +285,13 @@ def test_server_holds_each_requests_own_units(trained_run: Path) -> None:
     _, logits = next_logits(model, tokenizer, "a dog ", clamp=["0:cell:0=5"])
     top = torch.topk(torch.log_softmax(logits[0], -1), 3)
     assert shown.json()["logprobs"] == pytest.approx(top.values.tolist(), abs=1e-5)
+
+
+def test_python_api_holds_units(trained_run: Path) -> None:
+    import chargen
+
+    run = chargen.load(trained_run)
+    held = run.generate("the ", 50, 0.8, seed=3, clamp=["0:cell:0=5"])
+    cfg = SamplingConfig(temperature=0.8, clamp=("0:cell:0=5",))
+    (expected,) = generate(run.model, run.tokenizer, "the ", length=50, sampling=cfg, seed=3)
+    assert held == expected.text != run.generate("the ", 50, 0.8, seed=3)
