@@ -14,9 +14,9 @@ from chargen.config import ModelConfig
 from chargen.errors import ConfigError
 from chargen.generate import generate
 from chargen.models import ForwardStepper, build_model
-from chargen.models.numpy_step import NumpyRNNStep
 from chargen.models.stepper import FusedStepper
 from chargen.numpy_generation import draw_tempered, supports
+from chargen.numpy_step import NumpyRNNStep
 from chargen.rng import UniformDraws, uniforms
 from chargen.sampling import SamplingConfig, entropy, process_logits, select_next
 from chargen.tokenizer import build_tokenizer
@@ -93,7 +93,7 @@ def test_numpy_step_equals_forward_and_keeps_the_state() -> None:
         model = _model(**shape)
         ids = torch.randint(0, TOK.vocab_size, (2, 15))
         full, state = model(ids)
-        step = NumpyRNNStep(FusedStepper(model), 2)
+        step = NumpyRNNStep.from_fused(FusedStepper(model), 2)
         step.load(model.initial_state(2))
         for t in range(15):
             logits = step.step(ids[:, t].numpy())

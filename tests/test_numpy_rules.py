@@ -20,9 +20,9 @@ from chargen.chain import SamplingChain
 from chargen.checkpoint import load_run
 from chargen.errors import GenerationError
 from chargen.generate import generate, token_strings
-from chargen.models.numpy_step import NumpyRNNStep
 from chargen.models.stepper import FusedStepper
 from chargen.numpy_generation import draw, draw_chain
+from chargen.numpy_step import NumpyRNNStep
 from chargen.rng import UniformDraws, uniforms
 from chargen.samplers import DRY, DynamicTemperature, _Breakers
 from chargen.sampling import NEG_INF, SamplingConfig, TopK, TopP, entropy, select_next
@@ -300,7 +300,7 @@ class _NumpyLogits:
 
     def step(self, ids: torch.Tensor, state: tuple) -> tuple[torch.Tensor, tuple]:
         if self.step_np is None:
-            self.step_np = NumpyRNNStep(self.fused, len(ids))
+            self.step_np = NumpyRNNStep.from_fused(self.fused, len(ids))
             self.step_np.load(state)
         return torch.from_numpy(self.step_np.step(ids.numpy()).copy()), state
 

@@ -25,12 +25,9 @@ from chargen.errors import ConfigError
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from chargen.chain import SamplingChain
-    from chargen.checkpoint import load_run
-    from chargen.cli import given_fields
     from chargen.escapes import decode_escapes
-    from chargen.generate import check_request, encode_prompt, token_strings
-    from chargen.sampling import SamplingConfig
+    from chargen.lite import PlainRun, plain_request
+    from chargen.prompt_ids import check_request
 
     check_request(args.length, args.num_samples)
     if not args.no_escapes:  # "\n\n" on the command line means two newlines
@@ -49,6 +46,47 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 decode_escapes(s, flag) for s in args.dry_sequence_breakers
             ]
 
+    if plain_request(args):  # no torch to import: answered in NumPy (lite.py)
+        plain = PlainRun.open(args.run_dir, args.weights)
+        if plain is not None:
+            return _plain_out(args, plain)
+    return _chain_out(args)
+
+
+def _plain_out(args: argparse.Namespace, plain: Any) -> int:
+    """``chargen generate`` of a plain request (``lite.plain_request``) by ``lite.PlainRun``."""
+    from chargen.sampling_config import SamplingConfig, _check_temperature
+
+    for t in args.temperature:
+        _check_temperature(t)
+    _fresh_seed(args, plain.tokenizer)
+    fmt = args.format or "text"
+    many = len(args.temperature) > 1 or args.num_samples > 1
+    for t in args.temperature:
+        cfg = SamplingConfig(temperature=t)
+        _prose_out(args, None, plain.tokenizer, cfg, fmt, None, sys.stdout, many, plain.generate)
+    return 0
+
+
+def _fresh_seed(args: argparse.Namespace, tokenizer: Any) -> None:
+    """Without ``--seed``, a fresh draw each call, said aloud so any sample can be redrawn."""
+    from chargen.prompt_ids import encode_prompt
+
+    if args.seed is None:
+        # a prompt generate would refuse fails here, before the seed line (errors stay one line)
+        encode_prompt(tokenizer, args.prompt, "error" if args.unknown == "error" else "drop")
+        args.seed = secrets.randbelow(2**32)
+        print(f"seed: {args.seed} (reproduce with --seed {args.seed})", file=sys.stderr, flush=True)
+
+
+def _chain_out(args: argparse.Namespace) -> int:
+    """``chargen generate`` of any request, by the torch model and its sampling chain."""
+    from chargen.chain import SamplingChain
+    from chargen.checkpoint import load_run
+    from chargen.cli import given_fields
+    from chargen.generate import token_strings
+    from chargen.sampling import SamplingConfig
+
     options = given_fields(args, SamplingConfig)
     options.pop("temperature", None)
     configs = [SamplingConfig(temperature=t, **options).validate() for t in args.temperature]
@@ -61,11 +99,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     items = config.data.lines
     if args.only_new and not items:
         raise ConfigError("--only-new needs a run trained with --lines (one item per line)")
-    if args.seed is None:  # a fresh draw each call, said aloud so any sample can be redrawn
-        # a prompt generate would refuse fails here, before the seed line (errors stay one line)
-        encode_prompt(tokenizer, args.prompt, "error" if args.unknown == "error" else "drop")
-        args.seed = secrets.randbelow(2**32)
-        print(f"seed: {args.seed} (reproduce with --seed {args.seed})", file=sys.stderr, flush=True)
+    _fresh_seed(args, tokenizer)
     novelty = None
     if args.novelty or args.only_new:
         from chargen.run_novelty import RunNovelty
@@ -79,7 +113,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
             _items_out(args, model, tokenizer, cfg, fmt, novelty, sys.stdout)
         else:
             many = len(configs) > 1 or args.num_samples > 1
-            _prose_out(args, model, tokenizer, cfg, fmt, novelty, sys.stdout, many, engine)
+            _prose_out(args, model, tokenizer, cfg, fmt, novelty, sys.stdout, many, None, engine)
     return 0
 
 
@@ -166,10 +200,15 @@ def _prose_out(
     novelty: Any,
     out: TextIO,
     many: bool,
+    generate: Any = None,
     engine: str = "auto",
 ) -> None:
+    """Each sample as ``fmt`` says; ``generate``: ``generate.generate`` or the NumPy plain
+    path's (``lite.PlainRun.generate``), the same keywords and samples."""
     from chargen.escapes import encode_escapes
-    from chargen.generate import generate
+
+    if generate is None:
+        from chargen.generate import generate
 
     for row in range(args.num_samples):
         seed = args.seed + row

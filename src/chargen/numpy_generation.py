@@ -19,8 +19,9 @@ import torch
 from chargen.chain import SamplingChain
 from chargen.clamp import Clamps
 from chargen.models import LanguageModel, RNNLanguageModel, State
-from chargen.models.numpy_step import NumpyRNNStep
 from chargen.models.stepper import FusedStepper
+from chargen.numpy_draw import draw, usable
+from chargen.numpy_step import NumpyRNNStep
 from chargen.rng import UniformDraws
 from chargen.sampling import SamplingConfig, Temperature, non_finite_error
 
@@ -75,43 +76,6 @@ def draw_chain(
     return picked, chosen, ent
 
 
-def draw(lp: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(ids (B,), log p of each (B,), entropy of each row (B,)) drawn from log-probabilities.
-
-    ``sampling.select_next``: the first ``i`` with ``cumsum(exp(lp))_i > u * total`` in float64
-    (``u < 0`` counts as 0), clamped to the last token with ``p > 0``; the entropy is
-    ``-sum p log p`` with ``0 log 0 = 0`` (a ``-inf`` is floored to ``-1e300``, times
-    ``p = 0``), as ``sampling.entropy``.
-    """
-    rows, vocab = lp.shape
-    lp64 = lp.astype(np.float64)
-    p = np.exp(lp64)
-    np.maximum(lp64, -1e300, out=lp64)
-    if rows == 1:  # scalars where NumPy calls on one element would cost more
-        cdf = p[0].cumsum()
-        i = int(cdf.searchsorted(max(u[0], 0.0) * cdf[-1], side="right"))
-        if i >= vocab:  # u * total rounded up to the total: the last live token
-            i = vocab - 1 - int((p[0, ::-1] > 0).argmax())
-        return np.array([i]), lp[:, i], np.array([-np.dot(p[0], lp64[0])])
-    # torch's cumsum is several times faster than NumPy's on short rows; torch's
-    # searchsorted is not used: its thread pool fights NumPy's BLAS threads for the cores
-    cdf = torch.cumsum(torch.from_numpy(p), dim=1).numpy()
-    idx = (cdf <= (u.clip(min=0.0) * cdf[:, -1])[:, None]).sum(axis=1)
-    if (idx >= vocab).any():
-        last_live = vocab - 1 - (p[:, ::-1] > 0).argmax(axis=1)
-        idx = np.minimum(idx, last_live)
-    return idx, lp[np.arange(rows), idx], -np.einsum("ij,ij->i", p, lp64)
-
-
-def usable(logits: np.ndarray) -> bool:
-    """``sampling.usable_rows(logits).all()`` for NumPy logits: no NaN, no ``+inf``, and a
-    logit above ``-inf`` in every row."""
-    if np.isfinite(logits).all():  # the common case, one pass
-        return True
-    bad = np.isnan(logits) | np.isposinf(logits)
-    return bool(not bad.any() and (logits > -np.inf).any(axis=1).all())
-
-
 def generate_loop(
     model: RNNLanguageModel,
     state: State,
@@ -130,7 +94,7 @@ def generate_loop(
     ``clamps``: units held at every step.
     """
     rows = len(seeds)
-    stepper = NumpyRNNStep(FusedStepper(model), rows, clamps)
+    stepper = NumpyRNNStep.from_fused(FusedStepper(model), rows, clamps)
     stepper.load(state)
     history = np.empty((rows, len(ids) + length), dtype=np.int64)
     history[:, : len(ids)] = np.asarray(ids, dtype=np.int64)

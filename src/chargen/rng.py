@@ -17,10 +17,14 @@ shared, so sample ``i`` of a batch draws exactly what it would draw alone, on an
 from __future__ import annotations
 
 import numbers
+import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported where a tensor is made: NumPy callers never load it
+    import torch
 
 GOLDEN = 0x9E3779B97F4A7C15
 _GOLDEN = np.uint64(GOLDEN)
@@ -39,7 +43,8 @@ def _splitmix64(x: np.ndarray) -> np.ndarray:
 
 def _seed_words(seeds: Sequence[int] | torch.Tensor) -> np.ndarray:
     """Seeds as uint64 words (each seed mod 2**64), without a Python loop in the common cases."""
-    if isinstance(seeds, torch.Tensor):
+    torch = sys.modules.get("torch")  # not loaded: seeds cannot be a tensor
+    if torch is not None and isinstance(seeds, torch.Tensor):
         if seeds.dtype.is_floating_point or seeds.dtype.is_complex or seeds.dtype == torch.bool:
             raise TypeError(f"seeds must be integers, got a {seeds.dtype} tensor")
         return seeds.detach().reshape(-1).cpu().to(torch.int64).numpy().view(np.uint64)
@@ -70,6 +75,8 @@ def uniforms(seeds: Sequence[int] | torch.Tensor, step: int) -> torch.Tensor:
     counter = np.uint64((int(step) * GOLDEN) & _MASK)
     with np.errstate(over="ignore"):  # uint64 arithmetic wraps by design
         mixed = _splitmix64(_splitmix64(words) ^ counter)
+    import torch
+
     return torch.from_numpy((mixed >> np.uint64(11)).astype(np.float64) * (1.0 / 2**53))
 
 

@@ -16,20 +16,130 @@ The results equal ``RNNLanguageModel.forward`` up to float32 rounding.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from chargen.models.base import State
-from chargen.models.stepper import FusedStepper
+if TYPE_CHECKING:  # torch only where a torch model or state is handed over
+    import torch
 
-if TYPE_CHECKING:
     from chargen.clamp import Clamps
+    from chargen.config import ModelConfig
+    from chargen.models.base import State
+    from chargen.models.stepper import FusedStepper
+
+
+@dataclass
+class RNNArrays:
+    """An LSTM/GRU's generation weights as float32 arrays, PyTorch's gate order: the first
+    layer's input table ``T[v] = W_ih0 embed[v] + b`` (V, G) (``b = b_ih + b_hh`` for an
+    LSTM, ``b_ih`` for a GRU), then per layer ``W_ih^T`` (layers > 0), ``W_hh^T``, the biases,
+    and the head (LayerNorm and tied projection folded as in ``FusedStepper``)."""
+
+    lstm: bool
+    table: np.ndarray
+    w_ih_t: list[np.ndarray]  # layers 1.. (index 0 unused: the table)
+    w_hh_t: list[np.ndarray]
+    b_ih: list[np.ndarray]
+    b_hh: list[np.ndarray]
+    head_w_t: np.ndarray
+    head_b: np.ndarray
+    norm: tuple[np.ndarray, np.ndarray, float] | None
+
+    @property
+    def layers(self) -> int:
+        return len(self.w_hh_t)
 
 
 def _np(tensor: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(tensor.detach().cpu().numpy(), dtype=np.float32)
+
+
+def arrays_of_fused(fused: FusedStepper) -> RNNArrays:
+    """The arrays of a torch ``FusedStepper`` (its folded table and head, bit for bit)."""
+    norm = None
+    if fused.norm is not None:
+        hidden = fused.w_hh_t[0].shape[0]
+        weight = fused.norm.weight
+        bias = fused.norm.bias
+        norm = (
+            _np(weight) if weight is not None else np.ones(hidden, np.float32),
+            _np(bias) if bias is not None else np.zeros(hidden, np.float32),
+            float(fused.norm.eps),
+        )
+    return RNNArrays(
+        lstm=fused.lstm,
+        table=_np(fused.table),
+        w_ih_t=[_np(w) for w in fused.w_ih_t],
+        w_hh_t=[_np(w) for w in fused.w_hh_t],
+        b_ih=[_np(b) for b in fused.b_ih],
+        b_hh=[_np(b) for b in fused.b_hh],
+        head_w_t=_np(fused.head_w_t),
+        head_b=_np(fused.head_b),
+        norm=norm,
+    )
+
+
+def arrays_of_file(tensors: Mapping[str, np.ndarray], config: ModelConfig) -> RNNArrays | None:
+    """The arrays of an LSTM/GRU's saved weights (``safetensors.numpy``), without torch; None
+    unless every tensor is there with the shape ``config`` implies (float32)."""
+    vocab, hidden, layers = config.vocab_size, config.hidden_size, config.num_layers
+    lstm = config.family == "lstm"
+    gates = (4 if lstm else 3) * hidden
+    embed = config.embed_dim
+    width = embed if embed > 0 else vocab
+    want: dict[str, tuple[int, ...]] = {}
+    if embed > 0:
+        want["embed.weight"] = (vocab, embed)
+    for k in range(layers):
+        want[f"rnn.weight_ih_l{k}"] = (gates, width if k == 0 else hidden)
+        want[f"rnn.weight_hh_l{k}"] = (gates, hidden)
+        want[f"rnn.bias_ih_l{k}"] = (gates,)
+        want[f"rnn.bias_hh_l{k}"] = (gates,)
+    if config.layer_norm:
+        want["norm.weight"] = want["norm.bias"] = (hidden,)
+    tied = config.tie_weights and embed > 0
+    head_in = embed if tied else hidden
+    if tied and embed != hidden:
+        want["proj.weight"] = (embed, hidden)
+    want["head.bias"] = (vocab,)
+    t = dict(tensors)
+    if tied and "head.weight" not in t and "embed.weight" in t:
+        t["head.weight"] = t["embed.weight"]
+    want["head.weight"] = (vocab, head_in)
+    extra = set(t) - set(want)
+    if extra or any(
+        name not in t or t[name].shape != shape or t[name].dtype != np.float32
+        for name, shape in want.items()
+    ):
+        return None
+    w_ih0 = t["rnn.weight_ih_l0"]
+    table = t["embed.weight"] @ w_ih0.T if embed > 0 else np.ascontiguousarray(w_ih0.T)
+    table = table + t["rnn.bias_ih_l0"]
+    if lstm:
+        table = table + t["rnn.bias_hh_l0"]
+    head_w = t["head.weight"]
+    if "proj.weight" in t:  # tied with a projection: fold it into the head
+        head_w = head_w @ t["proj.weight"]
+    norm = (t["norm.weight"], t["norm.bias"], 1e-5) if config.layer_norm else None
+    f32 = np.float32
+
+    def c(a: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(a, dtype=f32)
+
+    return RNNArrays(
+        lstm=lstm,
+        table=c(table),
+        w_ih_t=[c(t[f"rnn.weight_ih_l{k}"].T) for k in range(layers)],
+        w_hh_t=[c(t[f"rnn.weight_hh_l{k}"].T) for k in range(layers)],
+        b_ih=[c(t[f"rnn.bias_ih_l{k}"]) for k in range(layers)],
+        b_hh=[c(t[f"rnn.bias_hh_l{k}"]) for k in range(layers)],
+        head_w_t=c(head_w.T),
+        head_b=c(t["head.bias"]),
+        norm=norm,
+    )
 
 
 class NumpyRNNStep:
@@ -38,11 +148,11 @@ class NumpyRNNStep:
     The returned logits are a buffer reused by the next call: copy what must outlive it.
     """
 
-    def __init__(self, fused: FusedStepper, batch_size: int, clamps: Clamps | None = None) -> None:
+    def __init__(self, weights: RNNArrays, batch_size: int, clamps: Clamps | None = None) -> None:
         self.clamps = clamps  # units held at every step (``clamp.py``)
-        self.lstm = fused.lstm
-        self.layers = fused.layers
-        hidden = fused.w_hh_t[0].shape[0]
+        self.lstm = weights.lstm
+        self.layers = weights.layers
+        hidden = weights.w_hh_t[0].shape[0]
         self.hidden = hidden
         width = 4 * hidden if self.lstm else 3 * hidden
         if self.lstm:  # PyTorch's i, f, g, o reordered to i, f, o, g; i, f, o pre-halved
@@ -53,27 +163,22 @@ class NumpyRNNStep:
             order = np.arange(width)
             scale = np.ones(width, dtype=np.float32)
 
-        def gate_columns(tensor: torch.Tensor) -> np.ndarray:
-            return np.ascontiguousarray(_np(tensor)[..., order] * scale)
+        def gate_columns(array: np.ndarray) -> np.ndarray:
+            return np.ascontiguousarray(array[..., order] * scale)
 
-        self.table = gate_columns(fused.table)
-        self.w_hh_t = [gate_columns(w) for w in fused.w_hh_t]
-        self.w_ih_t = [None] + [gate_columns(w) for w in fused.w_ih_t[1:]]
+        self.table = gate_columns(weights.table)
+        self.w_hh_t = [gate_columns(w) for w in weights.w_hh_t]
+        self.w_ih_t = [None] + [gate_columns(w) for w in weights.w_ih_t[1:]]
         if self.lstm:
             self.bias = [None] + [
-                gate_columns(fused.b_ih[k] + fused.b_hh[k]) for k in range(1, self.layers)
+                gate_columns(weights.b_ih[k] + weights.b_hh[k]) for k in range(1, self.layers)
             ]
         else:
-            self.bias = [None] + [_np(fused.b_ih[k]) for k in range(1, self.layers)]
-            self.bias_hh = [_np(b) for b in fused.b_hh]
-        self.head_w_t = _np(fused.head_w_t)
-        self.head_b = _np(fused.head_b)
-        norm = fused.norm
-        self.norm = None
-        if norm is not None:
-            weight = _np(norm.weight) if norm.weight is not None else np.ones(hidden, np.float32)
-            bias = _np(norm.bias) if norm.bias is not None else np.zeros(hidden, np.float32)
-            self.norm = (weight, bias, float(norm.eps))
+            self.bias = [None] + [weights.b_ih[k] for k in range(1, self.layers)]
+            self.bias_hh = list(weights.b_hh)
+        self.head_w_t = weights.head_w_t
+        self.head_b = weights.head_b
+        self.norm = weights.norm
         b = batch_size
         self.batch_size = b
         self.h = np.zeros((self.layers, b, hidden), dtype=np.float32)
@@ -83,6 +188,13 @@ class NumpyRNNStep:
         self.tmp = np.empty((b, hidden), dtype=np.float32)
         self.logits = np.empty((b, self.head_w_t.shape[1]), dtype=np.float32)
 
+    @classmethod
+    def from_fused(
+        cls, fused: FusedStepper, batch_size: int, clamps: Clamps | None = None
+    ) -> NumpyRNNStep:
+        """The step of a torch ``FusedStepper``'s weights."""
+        return cls(arrays_of_fused(fused), batch_size, clamps)
+
     def load(self, state: State) -> None:
         """Copy a torch state (each (layers, B, hidden)) into the step's buffers."""
         self.h[...] = state[0].detach().cpu().numpy()
@@ -91,6 +203,8 @@ class NumpyRNNStep:
 
     def state(self) -> State:
         """The current state as torch tensors (copies)."""
+        import torch
+
         h = torch.from_numpy(self.h.copy())
         return (h, torch.from_numpy(self.c.copy())) if self.c is not None else (h,)
 
@@ -100,6 +214,7 @@ class NumpyRNNStep:
         layer = self._lstm_layer if self.lstm else self._gru_layer
         for k in range(self.layers):
             x = layer(k, ids, x)
+        assert x is not None  # at least one layer
         top = x
         if self.norm is not None:
             weight, bias, eps = self.norm
