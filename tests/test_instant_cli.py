@@ -60,7 +60,18 @@ PLAIN = [
     ["--length", "200", "--seed", "7", "--temperature", "0.5", "1.2", "--num-samples", "2"],
     ["--length", "120", "--seed", "3", "--temperature", "0", "--prompt", "the cat"],
     ["--length", "150", "--seed", "9", "--format", "lines", "--prompt", "a dog\\n"],
-    ["--length", "100", "--seed", "2", "--weights", "last", "--unknown", "drop", "--prompt", "the Q!"],
+    [
+        "--length",
+        "100",
+        "--seed",
+        "2",
+        "--weights",
+        "last",
+        "--unknown",
+        "drop",
+        "--prompt",
+        "the Q!",
+    ],
 ]
 
 
@@ -117,3 +128,17 @@ def test_a_damaged_run_goes_the_torch_way_and_its_error(trained_run, tmp_path) -
     done = run_chargen("generate", str(copy), "--length", "5", "--seed", "1")
     assert done.returncode == 2 and done.stdout == ""
     assert "best.safetensors" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_fifo_for_weights_is_refused_not_waited_on(trained_run, tmp_path) -> None:
+    import os
+    import shutil
+
+    from tests.conftest import run_chargen
+
+    copy = tmp_path / "run"
+    shutil.copytree(trained_run, copy)
+    (copy / "best.safetensors").unlink()
+    os.mkfifo(copy / "best.safetensors")
+    done = run_chargen("generate", str(copy), "--length", "5", "--seed", "1", timeout=60)
+    assert done.returncode == 2 and "cannot read a FIFO" in done.stderr

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,7 @@ from chargen.atomic import loads_bounded, read_regular
 from chargen.config import DataConfig, ModelConfig
 from chargen.errors import ChargenError, CheckpointError
 from chargen.numpy_draw import draw, log_softmax, non_finite_error, usable
-from chargen.numpy_step import NumpyRNNStep, RNNArrays, arrays_of_file
+from chargen.numpy_step import NumpyRNNStep, RNNArrays, arrays_of_file, saved_shapes
 from chargen.prompt_ids import encode_prompt, start_token
 from chargen.rng import UniformDraws
 from chargen.run_files import (
@@ -40,6 +41,8 @@ from chargen.run_files import (
 )
 from chargen.sampling_config import GREEDY_BELOW, SamplingConfig
 from chargen.tokenizer import Tokenizer, load_tokenizer
+
+HEADER_BYTES = 1 << 20  # a safetensors header of an LSTM/GRU run is a few KB
 
 
 @dataclass
@@ -85,7 +88,7 @@ class PlainRun:
         """The run, or None when it is anything but a readable float32 LSTM/GRU prose run
         (the torch path then loads it, with its checks and messages)."""
         try:
-            from safetensors.numpy import load_file
+            from safetensors.numpy import load
 
             run = Path(run_dir)
             raw = loads_bounded(
@@ -100,7 +103,10 @@ class PlainRun:
             if tokenizer.vocab_size != model.vocab_size:
                 return None
             path = run / (BEST if which == "best" and (run / BEST).exists() else WEIGHTS)
-            weights = arrays_of_file(load_file(str(path)), model)
+            # a regular file (never a FIFO that would block) no larger than its tensors imply
+            size = 4 * sum(math.prod(shape) for shape in saved_shapes(model).values())
+            data = read_regular(path, CheckpointError, size + HEADER_BYTES)
+            weights = arrays_of_file(load(data), model)
         except (ChargenError, OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
         except Exception as exc:  # safetensors' own error type, without importing it first

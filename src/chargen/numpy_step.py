@@ -82,37 +82,43 @@ def arrays_of_fused(fused: FusedStepper) -> RNNArrays:
     )
 
 
-def arrays_of_file(tensors: Mapping[str, np.ndarray], config: ModelConfig) -> RNNArrays | None:
-    """The arrays of an LSTM/GRU's saved weights (``safetensors.numpy``), without torch; None
-    unless every tensor is there with the shape ``config`` implies (float32)."""
+def saved_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """The tensors an LSTM/GRU run saves and their shapes (a tied head is saved as the
+    embedding alone)."""
     vocab, hidden, layers = config.vocab_size, config.hidden_size, config.num_layers
-    lstm = config.family == "lstm"
-    gates = (4 if lstm else 3) * hidden
+    gates = (4 if config.family == "lstm" else 3) * hidden
     embed = config.embed_dim
-    width = embed if embed > 0 else vocab
     want: dict[str, tuple[int, ...]] = {}
     if embed > 0:
         want["embed.weight"] = (vocab, embed)
     for k in range(layers):
-        want[f"rnn.weight_ih_l{k}"] = (gates, width if k == 0 else hidden)
+        want[f"rnn.weight_ih_l{k}"] = (gates, (embed if embed > 0 else vocab) if k == 0 else hidden)
         want[f"rnn.weight_hh_l{k}"] = (gates, hidden)
         want[f"rnn.bias_ih_l{k}"] = (gates,)
         want[f"rnn.bias_hh_l{k}"] = (gates,)
     if config.layer_norm:
         want["norm.weight"] = want["norm.bias"] = (hidden,)
     tied = config.tie_weights and embed > 0
-    head_in = embed if tied else hidden
     if tied and embed != hidden:
         want["proj.weight"] = (embed, hidden)
     want["head.bias"] = (vocab,)
+    if not tied:
+        want["head.weight"] = (vocab, hidden)
+    return want
+
+
+def arrays_of_file(tensors: Mapping[str, np.ndarray], config: ModelConfig) -> RNNArrays | None:
+    """The arrays of an LSTM/GRU's saved weights (``safetensors.numpy``), without torch; None
+    unless every tensor is there with the shape ``config`` implies (float32)."""
+    layers, lstm, embed = config.num_layers, config.family == "lstm", config.embed_dim
+    want = saved_shapes(config)
     t = dict(tensors)
-    if tied and "head.weight" not in t and "embed.weight" in t:
-        t["head.weight"] = t["embed.weight"]
-    want["head.weight"] = (vocab, head_in)
-    extra = set(t) - set(want)
-    if extra or any(
-        name not in t or t[name].shape != shape or t[name].dtype != np.float32
-        for name, shape in want.items()
+    if config.tie_weights and embed > 0:  # saved once, as the embedding
+        if "head.weight" in t:
+            return None
+        t["head.weight"] = t.get("embed.weight", np.zeros(0, np.float32))
+    if set(t) != set(want) | {"head.weight"} or any(
+        t[name].shape != shape or t[name].dtype != np.float32 for name, shape in want.items()
     ):
         return None
     w_ih0 = t["rnn.weight_ih_l0"]
