@@ -169,11 +169,11 @@ def test_a_failing_model_step_ends_that_step_s_requests_then_serving_goes_on(
     real = stepper.step
     calls = {"n": 0}
 
-    def step_failing_once(last: torch.Tensor, state: Any) -> Any:
+    def step_failing_once(last: torch.Tensor, state: Any, clamps: Any = None) -> Any:
         calls["n"] += 1
         if calls["n"] == 1:
             raise RuntimeError("injected failure in the model step")
-        return real(last, state)
+        return real(last, state, clamps)
 
     stepper.step = step_failing_once
     try:
@@ -190,9 +190,9 @@ def test_healthz_reports_a_stuck_generation_loop(trained_run: Path) -> None:
     real = stepper.step
     release = threading.Event()
 
-    def stuck(last: torch.Tensor, state: Any) -> Any:
+    def stuck(last: torch.Tensor, state: Any, clamps: Any = None) -> Any:
         release.wait(20)
-        return real(last, state)
+        return real(last, state, clamps)
 
     with running_app(app) as url, httpx.Client(base_url=url, timeout=30) as c:
         assert c.get("/healthz").status_code == 200
@@ -333,9 +333,10 @@ def test_disconnected_plain_clients_free_their_slots(trained_run: Path) -> None:
     stepper = app.state.batcher.stepper
     real = stepper.step
 
-    def slow(last: torch.Tensor, state: Any) -> Any:  # 2,000 tokens now take 20 s
+    # 2,000 tokens now take 20 s
+    def slow(last: torch.Tensor, state: Any, clamps: Any = None) -> Any:
         time.sleep(0.01)
-        return real(last, state)
+        return real(last, state, clamps)
 
     stepper.step = slow
     body = json.dumps({"length": 2000}).encode()
@@ -410,9 +411,9 @@ def test_a_long_prompt_is_read_in_slices_and_does_not_hold_the_others(trained_ru
     batcher = Batcher(model, tokenizer, max_jobs=4)
     real_step = batcher.stepper.step
 
-    def step(last: torch.Tensor, state: Any) -> Any:
+    def step(last: torch.Tensor, state: Any, clamps: Any = None) -> Any:
         calls.append(("step", last.shape[0]))
-        return real_step(last, state)
+        return real_step(last, state, clamps)
 
     model.forward = forward  # type: ignore[method-assign]
     batcher.stepper.step = step
@@ -445,8 +446,8 @@ def test_non_finite_scores_in_one_row_end_only_that_request(trained_run: Path) -
     poison = int(tokenizer.encode("m")[0])
     real = batcher.stepper.step
 
-    def poisoned(last: torch.Tensor, state: Any) -> Any:
-        logits, state = real(last, state)
+    def poisoned(last: torch.Tensor, state: Any, clamps: Any = None) -> Any:
+        logits, state = real(last, state, clamps)
         logits = logits.clone()
         logits[last == poison] = float("nan")  # the row whose last token is "m"
         return logits, state

@@ -298,7 +298,9 @@ class _NumpyLogits:
         self.fused = FusedStepper(model)
         self.step_np: NumpyRNNStep | None = None
 
-    def step(self, ids: torch.Tensor, state: tuple) -> tuple[torch.Tensor, tuple]:
+    def step(
+        self, ids: torch.Tensor, state: tuple, clamps: object = None
+    ) -> tuple[torch.Tensor, tuple]:
         if self.step_np is None:
             self.step_np = NumpyRNNStep.from_fused(self.fused, len(ids))
             self.step_np.load(state)

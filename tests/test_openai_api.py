@@ -417,9 +417,9 @@ def slow_app(trained_run: Path) -> Iterator[tuple[Any, str]]:
     stepper = app.state.batcher.stepper
     real = stepper.step
 
-    def slow(last: torch.Tensor, state: Any) -> Any:
+    def slow(last: torch.Tensor, state: Any, clamps: Any = None) -> Any:
         time.sleep(0.01)
-        return real(last, state)
+        return real(last, state, clamps)
 
     stepper.step = slow
     try:

@@ -124,7 +124,7 @@ def test_playground_in_a_browser(trained_run: Path, screenshots: Path) -> None:
         assert "bits/char" in page.inner_text("#curves-caption")
         # every control has a label
         unlabelled = page.evaluate(
-            "[...document.querySelectorAll('input, textarea, select')]"
+            "[...document.querySelectorAll('input:not([type=hidden]), textarea, select')]"
             ".filter(e => !e.labels || !e.labels.length).map(e => e.id)"
         )
         assert unlabelled == []

@@ -63,8 +63,10 @@ TWO_THREADS = 1.9  # reference minutes in a minute of the earlier sweep's 2 thre
 TABLE: dict[int, tuple[tuple[float, str], ...]] = {
     10_000: ((0.5, "lstm128-d2"), (1.0, "lstm128-d2"), (3.0, "lstm128-d2")),
     100_000: ((0.5, "lstm128-d2"), (1.0, "lstm128-d2"), (3.0, "lstm128-d2")),
-    1_000_000: (
-        (1 * TWO_THREADS, "minute"),
+    1_000_000: (  # one-core cells at their probe's reference minutes, then the 2-thread sweep
+        (0.75, "quick"),  # 0.5 min at 62,948 probe chars/s
+        (1.0, "minute"),
+        (4.0, "minute"),  # 3 min at 55,963 probe chars/s
         (3 * TWO_THREADS, "medium"),
         (10 * TWO_THREADS, "long"),
     ),
@@ -248,16 +250,18 @@ def choose(
     reference, budget_text = budget_reference_minutes(train, train_tokens, chars_per_s, explicit)
     name = pick(train_tokens, reference)
     preset = candidate_preset(name)
-    budget = {"steps": train.steps, "epochs": train.epochs, "minutes": train.minutes}
-    if all(v is None for v in budget.values()):
-        budget["minutes"] = DEFAULT_MINUTES
+    minutes = train.minutes
+    if train.steps is None and train.epochs is None and minutes is None:
+        minutes = DEFAULT_MINUTES
     model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
     train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
     model = dataclasses.replace(
         preset.model, **{k: v for k, v in explicit.items() if k in model_fields}
     )
     given = {k: v for k, v in explicit.items() if k in train_fields}
-    tuned = dataclasses.replace(preset.train, **budget, **given)
+    tuned = dataclasses.replace(
+        preset.train, steps=train.steps, epochs=train.epochs, minutes=minutes, **given
+    )
     evaluation = _evaluation(tuned, train_tokens, measure(model, tuned))
     if "patience" in explicit:  # the user's own patience rule replaces auto's
         del evaluation["patience_share"]

@@ -115,7 +115,7 @@ def beam_search(
     penalties, truncations = chain.penalties, chain.truncations
     chain.reset([0])
 
-    texts = list(vocab or ())  # (the loop's ``vocab`` is the vocabulary's size)
+    texts = list(vocab or ())
 
     def complete(found: list[tuple[list[int], float]]) -> list[tuple[list[int], float]]:
         if cfg.regex is None:
@@ -140,9 +140,9 @@ def beam_search(
         logprobs = _candidate_logprobs(
             logits.detach().cpu().double(), context, penalties, truncations
         )
-        vocab = logprobs.shape[-1]
+        vocab_size = logprobs.shape[-1]
         # each beam's best `per_beam` candidates, then the best `width` of them all
-        per_beam = min(width, vocab)
+        per_beam = min(width, vocab_size)
         totals = scores[:, None] + logprobs
         best, best_tokens = (
             x[:, :per_beam] for x in torch.sort(totals, dim=-1, descending=True, stable=True)

@@ -32,7 +32,6 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from chargen import __version__
 from chargen.atomic import (
     append_text,
     atomic_write_bytes,
@@ -45,22 +44,22 @@ from chargen.atomic import (
     read_regular,
     refuse_link_message,
 )
-from chargen.config import DataConfig, ModelConfig, TrainConfig
-from chargen.errors import ChargenError, CheckpointError
+from chargen.errors import CheckpointError
 from chargen.models import LanguageModel, build_model
 from chargen.optimizers import Optimizer
+from chargen.run_files import (
+    BEST,
+    CONFIG,
+    TOKENIZER,
+    WEIGHTS,
+    RunConfig,
+    load_config,
+)
 from chargen.tokenizer import Tokenizer, load_tokenizer
 
-RUN_FORMAT = "chargen-run"
-RUN_VERSION = 1
-CONFIG = "config.json"
-TOKENIZER = "tokenizer.json"
-WEIGHTS = "model.safetensors"
-BEST = "best.safetensors"
 TRAINER = "trainer.safetensors"
 METRICS = "metrics.jsonl"
 RUN_FILES = (CONFIG, TOKENIZER, WEIGHTS, BEST, TRAINER, METRICS)
-MAX_JSON_BYTES = 16 << 20  # config.json is a few KB
 MAX_METRICS_BYTES = 1 << 30
 MAX_HEADER_BYTES = 100_000_000  # the safetensors library's own limit
 # bytes per element of each safetensors dtype
@@ -73,53 +72,6 @@ TORCH_DTYPES = {
     torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8",
     torch.uint8: "U8", torch.bool: "BOOL",
 }  # fmt: skip
-
-
-@dataclass
-class RunConfig:
-    """The three configurations of a run, as stored in ``config.json``; with ``--preset auto``
-    also what it chose and why (``auto``: a record for people and benchmarks, never read back
-    into a setting)."""
-
-    model: ModelConfig
-    train: TrainConfig
-    data: DataConfig
-    auto: dict[str, Any] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {
-            "format": RUN_FORMAT,
-            "version": RUN_VERSION,
-            "chargen_version": __version__,
-            "model": self.model.to_dict(),
-            "train": self.train.to_dict(),
-            "data": self.data.to_dict(),
-        }
-        if self.auto is not None:
-            out["auto"] = self.auto
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], where: str = CONFIG) -> RunConfig:
-        if not isinstance(data, dict) or data.get("format") != RUN_FORMAT:
-            raise CheckpointError(f"{where}: not a chargen run configuration")
-        version = data.get("version")
-        if version != RUN_VERSION:
-            raise CheckpointError(
-                f"{where}: run format version {version!r} is not supported by this chargen "
-                f"(reads version {RUN_VERSION}); use the chargen version that wrote it"
-            )
-        try:
-            return cls(
-                ModelConfig.from_dict(data["model"]).validate(),
-                TrainConfig.from_dict(data["train"]).validate(),
-                DataConfig.from_dict(data["data"]).validate(),
-                data["auto"] if isinstance(data.get("auto"), dict) else None,
-            )
-        except KeyError as exc:
-            raise CheckpointError(f"{where}: missing section {exc.args[0]!r}") from None
-        except (ChargenError, TypeError) as exc:
-            raise CheckpointError(f"{where}: {exc}") from None
 
 
 def check_run_dir(path: str | os.PathLike[str], *, resume: bool, overwrite: bool) -> Path:
@@ -183,10 +135,6 @@ def remove_stale_temporaries(run: Path) -> list[Path]:
 
 def save_config(run: Path, config: RunConfig) -> None:
     atomic_write_json(run / CONFIG, config.to_dict())
-
-
-def load_config(run: Path) -> RunConfig:
-    return RunConfig.from_dict(_read_json(run / CONFIG), str(run / CONFIG))
 
 
 def save_tokenizer(run: Path, tokenizer: Tokenizer) -> None:
@@ -331,8 +279,12 @@ def _entry(
         raise corrupt(f"tensor {name!r} has an unknown dtype {dtype!r}")
     if not isinstance(shape, list) or not all(count(d) for d in shape):
         raise corrupt(f"tensor {name!r} has no valid shape")
-    valid = isinstance(offsets, list) and len(offsets) == 2 and all(count(o) for o in offsets)
-    if not valid or offsets[0] > offsets[1]:
+    if (
+        not isinstance(offsets, list)
+        or len(offsets) != 2
+        or not all(count(o) for o in offsets)
+        or offsets[0] > offsets[1]
+    ):
         raise corrupt(f"tensor {name!r} has no valid data_offsets")
     if offsets[1] - offsets[0] != math.prod(shape) * ITEMSIZE[dtype]:
         raise corrupt(f"tensor {name!r}: its offsets do not match its shape and dtype")
@@ -508,14 +460,3 @@ def load_run(
     model.to(device)
     model.eval()
     return config, tokenizer, model
-
-
-def _read_json(path: Path) -> Any:
-    """Parsed JSON of a regular file of at most ``MAX_JSON_BYTES``; CheckpointError otherwise."""
-    if not os.path.lexists(path):
-        raise CheckpointError(f"{path}: file not found (is this a chargen run folder?)")
-    raw = read_regular(path, CheckpointError, MAX_JSON_BYTES)
-    try:
-        return loads_bounded(raw.decode("utf-8"))
-    except ValueError as exc:
-        raise CheckpointError(f"{path}: unreadable or corrupt JSON ({exc})") from None

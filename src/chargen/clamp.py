@@ -169,13 +169,19 @@ class Clamps:
             yield
             return
         hooks = []
-        for k, block in enumerate(model.blocks):
+        for k, block in enumerate(model.typed_blocks()):
             slot = self.slots.get((k, "mlp"))
             if slot is None:
                 continue
             mask, values = slot
 
-            def hold(_module, _inputs, output, mask=mask, values=values):  # type: ignore[no-untyped-def]
+            def hold(
+                _module: torch.nn.Module,
+                _inputs: tuple[torch.Tensor, ...],
+                output: torch.Tensor,
+                mask: torch.Tensor = mask,
+                values: torch.Tensor = values,
+            ) -> torch.Tensor:
                 return torch.where(mask[:, None, :], values[:, None, :].to(output.dtype), output)
 
             hooks.append(block.act.register_forward_hook(hold))

@@ -604,9 +604,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         out, data_cfg, model_cfg, train_cfg, overwrite=args.out is None, reporter=ConsoleReporter()
     )
     best = result.best_val_nats_per_char
+    loss = (
+        "no validation loss"  # None only where no evaluation ran
+        if best is None
+        else f"validation loss {best:.3f} nats/char ({best / 0.6931471805599453:.3f} bits/char)"
+    )
     print(
-        f"\ndone in {result.elapsed:.0f} s: validation loss {best:.3f} nats/char "
-        f"({best / 0.6931471805599453:.3f} bits/char).\n"
+        f"\ndone in {result.elapsed:.0f} s: {loss}.\n"
         f"generate more with: chargen generate {out} --prompt 'The ' --temperature 0.5",
         flush=True,
     )
@@ -970,7 +974,7 @@ def _one_line_warnings(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
-    warnings.showwarning = _one_line_warnings  # type: ignore[assignment]
+    warnings.showwarning = _one_line_warnings
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -161,6 +161,7 @@ def _items_out(
     index = novelty.items if novelty is not None else None
     common = {"length": args.length, "sampling": cfg, "seed": args.seed, "unknown": args.unknown}
     if args.only_new:
+        assert index is not None  # --only-new opened the run's item index (cmd_generate)
         found, labels = draw_new(
             model, tokenizer, args.prompt, index, want=args.num_samples, **common
         )

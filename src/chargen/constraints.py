@@ -56,7 +56,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import interegular
 import interegular.fsm as _interegular_fsm
@@ -262,7 +262,9 @@ def automaton(pattern: str, bans: tuple[str, ...] = ()) -> Automaton:
         ) from None
     except RecursionError:
         raise SamplingError(f"--regex {shown}: too deeply nested") from None
-    made = Automaton(fsm.initial, frozenset(fsm.finals), fsm.map, fsm.alphabet, _live(fsm))
+    # cast: interegular's State and TransitionKey are NewTypes of int
+    moves = cast("dict[int, dict[Any, int]]", fsm.map)
+    made = Automaton(fsm.initial, frozenset(fsm.finals), moves, fsm.alphabet, _live(fsm))
     without = " without a banned character or string" if bans else ""
     if made.initial not in made.live:
         raise SamplingError(f"--regex {shown}: no text matches it{without}")

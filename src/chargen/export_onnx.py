@@ -66,6 +66,7 @@ import torch
 
 from chargen.errors import ConfigError
 from chargen.models import LanguageModel, RNNLanguageModel, State, TransformerLanguageModel
+from chargen.models.transformer import Block
 from chargen.tokenizer import Tokenizer
 
 OPSET = 17
@@ -346,7 +347,7 @@ def _finish(g: _Graph, model: TransformerLanguageModel, x: str) -> None:
     g.op("Gemm", x, g.param(model.head.weight), g.param(model.head.bias), transB=1, out="logits")
 
 
-def _mlp(g: _Graph, block: Any, x: str) -> str:
+def _mlp(g: _Graph, block: Block, x: str) -> str:
     """``x + fc_out(gelu(fc(ln2(x))))`` for x (rows, W)."""
     hidden = g.gelu(g.linear(g.layer_norm(x, block.ln2), block.fc))
     return g.op("Add", x, g.linear(hidden, block.fc_out))
@@ -379,7 +380,7 @@ def _rotary(g: _Graph, model: TransformerLanguageModel) -> None:
     scale = g.const(1 / math.sqrt(dim), "float32")
     floor = g.const(np.finfo(np.float32).min, "float32")
     keys, values = [], []
-    for layer, block in enumerate(model.blocks):
+    for layer, block in enumerate(model.typed_blocks()):
         qkv = g.reshape(g.linear(g.layer_norm(x, block.ln1), block.qkv), [0, 3, heads, dim])
         q, k, v = (
             g.op("Transpose", t, perm=[0, 2, 1, 3])  # (B, 1, N, D) -> (B, N, 1, D)
@@ -425,7 +426,7 @@ def _learned(g: _Graph, model: TransformerLanguageModel) -> None:
     causal = g.op("LessOrEqual", slots, g.unsqueeze(slots, [1]))  # (C, C): key <= query
     scale = g.const(1 / math.sqrt(dim), "float32")
     floor = g.const(np.finfo(np.float32).min, "float32")
-    for block in model.blocks:
+    for block in model.typed_blocks():
         qkv = g.reshape(g.linear(g.layer_norm(x, block.ln1), block.qkv), [-1, ctx, 3, heads, dim])
         qkv = g.op("Transpose", qkv, perm=[2, 0, 3, 1, 4])  # (3, B, N, C, D)
         q, k, v = (g.squeeze(t, [0]) for t in g.ops("Split", [qkv, g.const([1, 1, 1])], 3))

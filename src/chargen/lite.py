@@ -23,22 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
-from chargen.atomic import loads_bounded, read_regular
-from chargen.config import DataConfig, ModelConfig
+from chargen.atomic import read_regular
 from chargen.errors import ChargenError, CheckpointError
 from chargen.numpy_draw import draw, log_softmax, non_finite_error, usable
 from chargen.numpy_step import NumpyRNNStep, RNNArrays, arrays_of_file, saved_shapes
 from chargen.prompt_ids import encode_prompt, start_token
 from chargen.rng import UniformDraws
-from chargen.run_files import (
-    BEST,
-    CONFIG,
-    MAX_JSON_BYTES,
-    RUN_FORMAT,
-    RUN_VERSION,
-    TOKENIZER,
-    WEIGHTS,
-)
+from chargen.run_files import BEST, TOKENIZER, WEIGHTS, load_config
 from chargen.sampling_config import GREEDY_BELOW, SamplingConfig
 from chargen.tokenizer import Tokenizer, load_tokenizer
 
@@ -91,13 +82,9 @@ class PlainRun:
             from safetensors.numpy import load
 
             run = Path(run_dir)
-            raw = loads_bounded(
-                read_regular(run / CONFIG, CheckpointError, MAX_JSON_BYTES).decode("utf-8")
-            )
-            if raw.get("format") != RUN_FORMAT or raw.get("version") != RUN_VERSION:
-                return None
-            model = ModelConfig.from_dict(raw["model"]).validate()
-            if model.family not in ("lstm", "gru") or DataConfig.from_dict(raw["data"]).lines:
+            config = load_config(run)  # every section checked, as the torch path checks it
+            model = config.model
+            if model.family not in ("lstm", "gru") or config.data.lines:
                 return None
             tokenizer = load_tokenizer(run / TOKENIZER)
             if tokenizer.vocab_size != model.vocab_size:

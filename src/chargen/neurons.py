@@ -86,7 +86,7 @@ def _one_layer(rnn: nn.RNNBase, k: int) -> nn.RNNBase:
     with torch.no_grad():
         for name in names:
             getattr(layer, f"{name}_l0").copy_(getattr(rnn, f"{name}_l{k}"))
-    return layer.to(rnn.weight_hh_l0.device).eval()
+    return layer.to(rnn.get_parameter("weight_hh_l0").device).eval()
 
 
 def _cell_states(
@@ -95,9 +95,10 @@ def _cell_states(
     """c at every position (T, H) from inputs x (T, in), outputs h (T, H) and the state before."""
     hidden = layer.hidden_size
     h_prev = torch.cat((h0[None], h_all[:-1]), dim=0)
-    gates = x @ layer.weight_ih_l0.t() + h_prev @ layer.weight_hh_l0.t()
+    weight = layer.get_parameter  # torch registers the weights under computed names
+    gates = x @ weight("weight_ih_l0").t() + h_prev @ weight("weight_hh_l0").t()
     if layer.bias:
-        gates += layer.bias_ih_l0 + layer.bias_hh_l0
+        gates += weight("bias_ih_l0") + weight("bias_hh_l0")
     i, f, g = gates[:, :hidden], gates[:, hidden : 2 * hidden], gates[:, 2 * hidden : 3 * hidden]
     forget = torch.sigmoid(f).float().numpy()
     write = (torch.sigmoid(i) * torch.tanh(g)).float().numpy()
@@ -115,9 +116,9 @@ def _record_rnn(model: RNNLanguageModel, seq: torch.Tensor, out: np.ndarray) -> 
     lstm = model.is_lstm
     hidden = model.config.hidden_size
     layers = [_one_layer(model.rnn, k) for k in range(model.config.num_layers)]
-    dtype = model.rnn.weight_hh_l0.dtype
+    dtype = model.rnn.get_parameter("weight_hh_l0").dtype
     zeros = torch.zeros(1, 1, hidden, dtype=dtype, device=seq.device)
-    states = [(zeros, zeros) if lstm else (zeros,) for _ in layers]
+    states: list[tuple[torch.Tensor, ...]] = [(zeros, zeros) if lstm else (zeros,) for _ in layers]
     per_layer = 2 * hidden if lstm else hidden
     logits = []
     row = 0  # rows of ``out`` filled so far; position 0 of seq is the start token
@@ -128,7 +129,7 @@ def _record_rnn(model: RNNLanguageModel, seq: torch.Tensor, out: np.ndarray) -> 
         rows = len(ids) - skip
         for k, layer in enumerate(layers):
             column = k * per_layer
-            if lstm:
+            if isinstance(layer, nn.LSTM):  # as ``lstm`` (_one_layer keeps the class)
                 h0, c0 = states[k]
                 y, (h1, c1) = layer(x, (h0, c0))
                 cells = _cell_states(layer, x[0], y[0], h0[0, 0], c0[0, 0])
@@ -157,7 +158,7 @@ def _record_transformer(
         block.fc.register_forward_hook(
             lambda _module, _inputs, output, k=k: captured[k].append(output.detach())
         )
-        for k, block in enumerate(model.blocks)
+        for k, block in enumerate(model.typed_blocks())
     ]
     logits = []
     state = None

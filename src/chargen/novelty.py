@@ -135,8 +135,8 @@ class CorpusIndex:
         self.alphabet = list(alphabet)
         self._code = {sym: c for c, sym in enumerate(self.alphabet) if len(sym) == 1}
         self._width = codes.dtype.itemsize
-        self._bytes = memoryview(codes.view(np.uint8))
-        self._sa = memoryview(suffixes)
+        self._bytes = codes.view(np.uint8).data  # .data: memoryview(array), typed as such
+        self._sa = suffixes.data
 
     # ----------------------------------------------------------------- building
 

@@ -236,7 +236,9 @@ class NumpyRNNStep:
         if k == 0:
             np.take(self.table, ids, axis=0, out=out)
         else:
-            np.matmul(x, self.w_ih_t[k], out=out)
+            w_ih_t = self.w_ih_t[k]
+            assert x is not None and w_ih_t is not None  # layers above the first have both
+            np.matmul(x, w_ih_t, out=out)
             out += self.bias[k]
 
     def _lstm_layer(self, k: int, ids: np.ndarray, x: np.ndarray | None) -> np.ndarray:

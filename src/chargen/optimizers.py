@@ -9,7 +9,7 @@ reason to have them at all is memory: the first ``torch.optim`` optimizer import
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -44,7 +44,8 @@ class Optimizer:
         items = list(params)
         if not items:
             raise ValueError("the optimizer got an empty parameter list")
-        groups = items if isinstance(items[0], dict) else [{"params": items}]
+        # cast: params is all tensors or all group dicts, so the first item tells which
+        groups = cast("list[Group]", items) if isinstance(items[0], dict) else [{"params": items}]
         for group in groups:
             self.add_param_group(group)
 

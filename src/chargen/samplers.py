@@ -373,9 +373,9 @@ def _spell(text: str, pieces: list[str]) -> tuple[int, ...] | None:
     at = 0
     while at < len(text):
         for size in range(min(longest, len(text) - at), 0, -1):
-            token = ids.get(text[at : at + size])
-            if token is not None:
-                out.append(token)
+            found = ids.get(text[at : at + size])
+            if found is not None:
+                out.append(found)
                 at += size
                 break
         else:

@@ -48,7 +48,8 @@ import numpy as np
 import torch
 
 from chargen import numpy_rules
-from chargen.errors import GenerationError, SamplingError
+from chargen.errors import SamplingError
+from chargen.numpy_draw import non_finite_error
 from chargen.numpy_rules import MASS_TOLERANCE
 
 # SamplingConfig lives in sampling_config.py (no torch: the command line reads it fast)
@@ -128,6 +129,10 @@ class LogitsProcessor(Protocol):
     ends_rows: ClassVar[bool]
 
     def __call__(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor: ...
+
+    def numpy(self, logits: np.ndarray, history: np.ndarray) -> np.ndarray:
+        """The same rule on NumPy arrays; only called where ``has_numpy``."""
+        ...
 
 
 class Rule:
@@ -489,14 +494,6 @@ def select_next(logprobs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
     positions = torch.arange(probs.shape[-1], device=probs.device)
     last_live = torch.where(probs > 0, positions, -1).amax(dim=-1)
     return torch.minimum(idx, last_live)
-
-
-def non_finite_error(step: int) -> GenerationError:
-    """The error of a step whose model scores hold NaN or infinity."""
-    return GenerationError(
-        f"the model's scores are not finite numbers at generated token {step + 1} "
-        "(its weights may hold NaN or infinity: a diverged or damaged run)"
-    )
 
 
 def usable_rows(logits: torch.Tensor) -> torch.Tensor:

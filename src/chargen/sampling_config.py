@@ -154,6 +154,7 @@ class SamplingConfig:
         from chargen import clamp  # imports torch
 
         clamp.parse(self.clamp)
+        self.clamp = tuple(self.clamp)  # a JSON list reads back as the tuple it was
         return self
 
     @property

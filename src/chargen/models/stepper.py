@@ -58,7 +58,7 @@ class FusedStepper:
         self.lstm = model.is_lstm
         self.layers = model.config.num_layers
         with torch.no_grad():
-            w_ih0 = rnn.weight_ih_l0.detach()
+            w_ih0 = rnn.get_parameter("weight_ih_l0").detach()
             if model.embed is not None:
                 table = model.embed.weight.detach() @ w_ih0.t()
             else:
@@ -88,16 +88,15 @@ class FusedStepper:
     def step(
         self, ids: torch.Tensor, state: State, clamps: Clamps | None = None
     ) -> tuple[torch.Tensor, State]:
-        new_h: list[torch.Tensor] = []
+        new_h: list[torch.Tensor] = []  # new_h[-1]: the input of layer k > 0
         new_c: list[torch.Tensor] = []
-        x: torch.Tensor | None = None
         for k in range(self.layers):
             h = state[0][k]
             if self.lstm:
                 if k == 0:
                     gates = torch.addmm(self.table[ids], h, self.w_hh_t[0])
                 else:
-                    gates = torch.addmm(self.b_ih[k] + self.b_hh[k], x, self.w_ih_t[k])  # type: ignore[arg-type]
+                    gates = torch.addmm(self.b_ih[k] + self.b_hh[k], new_h[-1], self.w_ih_t[k])
                     gates.addmm_(h, self.w_hh_t[k])
                 i, f, g, o = gates.chunk(4, dim=1)
                 c = torch.sigmoid(f) * state[1][k] + torch.sigmoid(i) * torch.tanh(g)
@@ -106,7 +105,11 @@ class FusedStepper:
                 h = torch.sigmoid(o) * torch.tanh(c)
                 new_c.append(c)
             else:
-                gi = self.table[ids] if k == 0 else torch.addmm(self.b_ih[k], x, self.w_ih_t[k])  # type: ignore[arg-type]
+                gi = (
+                    self.table[ids]
+                    if k == 0
+                    else torch.addmm(self.b_ih[k], new_h[-1], self.w_ih_t[k])
+                )
                 gh = torch.addmm(self.b_hh[k], h, self.w_hh_t[k])
                 i_r, i_z, i_n = gi.chunk(3, dim=1)
                 h_r, h_z, h_n = gh.chunk(3, dim=1)
@@ -117,12 +120,11 @@ class FusedStepper:
             if clamps is not None:
                 h = clamps.apply(k, "hidden", h)
             new_h.append(h)
-            x = h
-        top = x
+        top = new_h[-1]
         if self.norm is not None:
             top = F.layer_norm(
                 top, self.norm.normalized_shape, self.norm.weight, self.norm.bias, self.norm.eps
-            )  # type: ignore[arg-type]
-        logits = torch.addmm(self.head_b, top, self.head_w_t)  # type: ignore[arg-type]
+            )
+        logits = torch.addmm(self.head_b, top, self.head_w_t)
         hidden = torch.stack(new_h)
         return logits, ((hidden, torch.stack(new_c)) if self.lstm else (hidden,))

@@ -25,6 +25,8 @@ state keep a copy (``select_state`` and ``expand_state`` make copies).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -82,6 +84,7 @@ class TransformerLanguageModel(LanguageModel):
     """Embedding [-> width map] [+ learned positions] -> blocks -> LayerNorm -> head."""
 
     carries_state = False  # each training window starts fresh, as GPT training does
+    inv_freq: torch.Tensor  # a buffer (register_buffer), rotary frequencies (head_dim / 2,)
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
@@ -115,6 +118,11 @@ class TransformerLanguageModel(LanguageModel):
                 nn.init.normal_(p, 0.0, std)
             elif name.endswith("bias"):
                 nn.init.zeros_(p)
+
+    def typed_blocks(self) -> Iterable[Block]:
+        """``blocks`` as what they are: ``nn.ModuleList`` iterates as plain ``nn.Module``s."""
+        # cast: __init__ fills the list with Block instances only
+        return cast("Iterable[Block]", self.blocks)
 
     # ------------------------------------------------------------------ pieces
     def _embed(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -187,7 +195,7 @@ class TransformerLanguageModel(LanguageModel):
         rope = self._rope(positions)
         keys: list[tuple[torch.Tensor, torch.Tensor]] = []
         p = self.config.dropout if self.training else 0.0
-        for block in self.blocks:
+        for block in self.typed_blocks():
             q, k, v = block.project(x, rope)
             if keep:
                 keys.append((k, v))
@@ -213,7 +221,7 @@ class TransformerLanguageModel(LanguageModel):
         rope = self._rope(positions)
         keys: list[tuple[torch.Tensor, torch.Tensor]] = []
         p = self.config.dropout if self.training else 0.0
-        for layer, block in enumerate(self.blocks):
+        for layer, block in enumerate(self.typed_blocks()):
             q, k, v = block.project(x, rope)
             keys.append((k, v))
             all_k = torch.cat((state[0][layer], k), dim=2)

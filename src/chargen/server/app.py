@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from fastapi import FastAPI, HTTPException, Request
@@ -121,10 +121,19 @@ def _sampling_fields() -> dict[str, Any]:
     }
 
 
-# /v1/generate's request: its own fields and every sampling field, described once (fields.py)
-GenerateRequest = create_model(  # type: ignore[call-overload]
-    "GenerateRequest", __base__=_RequestFields, **_sampling_fields()
-)
+if TYPE_CHECKING:
+
+    class _SamplingFields(BaseModel):
+        """What a type checker sees of the sampling fields, which create_model adds below."""
+
+        def __getattr__(self, name: str) -> Any: ...
+
+    class GenerateRequest(_RequestFields, _SamplingFields):
+        pass
+
+else:
+    # /v1/generate's request: its own fields and every sampling field, described once (fields.py)
+    GenerateRequest = create_model("GenerateRequest", __base__=_RequestFields, **_sampling_fields())
 
 
 class ScoreRequest(BaseModel):
@@ -163,20 +172,26 @@ class _DistributionFields(BaseModel):
         return value if value is None else _no_lone_surrogates(value)
 
 
-# The context and GenerateRequest's sampling fields, by the same names, defaults and checks (one
-# definition: a sampling field added to GenerateRequest is taken here too).
-DistributionRequest = create_model(
-    "DistributionRequest",
-    __base__=_DistributionFields,
-    **{  # type: ignore[call-overload]
-        name: (field.annotation, field)
-        for name, field in GenerateRequest.model_fields.items()
-        if name in SamplingConfig.__dataclass_fields__
-    },
-)
+if TYPE_CHECKING:
+
+    class DistributionRequest(_DistributionFields, _SamplingFields):
+        pass
+
+else:
+    # The context and GenerateRequest's sampling fields, by the same names, defaults and checks
+    # (one definition: a sampling field added to GenerateRequest is taken here too).
+    DistributionRequest = create_model(
+        "DistributionRequest",
+        __base__=_DistributionFields,
+        **{
+            name: (field.annotation, field)
+            for name, field in GenerateRequest.model_fields.items()
+            if name in SamplingConfig.__dataclass_fields__
+        },
+    )
 
 
-def _sampling(req: GenerateRequest) -> SamplingConfig:
+def _sampling(req: GenerateRequest | DistributionRequest) -> SamplingConfig:
     fields = SamplingConfig.__dataclass_fields__
     return SamplingConfig(**{k: getattr(req, k) for k in fields}).validate()
 
@@ -324,7 +339,7 @@ def create_app(
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
         """Swagger UI from the swagger-ui-bundle-v2 package's files (a CDN only without it)."""
-        local = (
+        local: dict[str, Any] = (
             {
                 "swagger_js_url": f"/docs/{SWAGGER_FILES[0]}",
                 "swagger_css_url": f"/docs/{SWAGGER_FILES[1]}",
@@ -505,7 +520,7 @@ def create_app(
         }
 
     @app.post("/v1/distribution")
-    def distribution(req: DistributionRequest) -> dict[str, Any]:  # type: ignore[valid-type]
+    def distribution(req: DistributionRequest) -> dict[str, Any]:
         """The token after ``prompt``: the model's ``top`` likeliest at T = 1 (``tokens``,
         ``logprobs``, as before there were stages), and the sampler X-ray of the sampling
         fields (those of /v1/generate): ``stages``, the model's distribution and then the one
@@ -519,7 +534,7 @@ def create_app(
             raise ChargenError(
                 f"prompt must be at most {limits.max_prompt_chars} characters on this server"
             )
-        sampling = _sampling(req)  # type: ignore[arg-type]
+        sampling = _sampling(req)
         chain = SamplingChain(sampling, vocab=batcher.pieces)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

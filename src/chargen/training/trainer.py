@@ -119,8 +119,8 @@ class Trainer(StepMixin, SampleMixin):
         self.model: LanguageModel = build_model(config.model).to(self.device)
         self.net: torch.nn.Module = self.model
         if self.world.enabled:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.net = DistributedDataParallel(self.model, device_ids=ids)
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = DistributedDataParallel(self.model, device_ids=device_ids)
         if self.tc.compile:
             self.net = compile_for_training(self.net, self.device)
         self.optimizer = make_optimizer(self.model, self.tc)
