@@ -43,10 +43,6 @@ class Held:
     index: int
     value: float
 
-    @property
-    def spec(self) -> str:
-        return f"{self.layer}:{self.kind}:{self.index}={self.value:g}"
-
 
 def parse(specs: Sequence[str]) -> list[Held]:
     """``LAYER:KIND:INDEX=VALUE`` strings -> units to hold; SamplingError (one line) otherwise.

@@ -26,7 +26,7 @@ from chargen.errors import ConfigError
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from chargen.escapes import decode_escapes
-    from chargen.lite import PlainRun, plain_request
+    from chargen.lite import PlainRun
     from chargen.prompt_ids import check_request
 
     check_request(args.length, args.num_samples)
@@ -53,8 +53,26 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return _chain_out(args)
 
 
+def plain_request(args: argparse.Namespace) -> bool:
+    """Whether ``chargen generate``'s arguments ask for nothing but ``lite.PlainRun``'s work:
+    temperature alone, no stop strings, beams, novelty or other engine, text or lines out."""
+    from chargen.cli import given_fields
+    from chargen.sampling_config import SamplingConfig
+
+    return (
+        set(given_fields(args, SamplingConfig)) <= {"temperature"}
+        and not args.stop
+        and args.beams == 1
+        and not args.novelty
+        and not args.only_new
+        and (getattr(args, "engine", None) or "auto") in ("auto", "numpy")
+        and getattr(args, "onnx_model", None) is None
+        and (args.format or "text") in ("text", "lines")
+    )
+
+
 def _plain_out(args: argparse.Namespace, plain: Any) -> int:
-    """``chargen generate`` of a plain request (``lite.plain_request``) by ``lite.PlainRun``."""
+    """``chargen generate`` of a plain request (``plain_request``) by ``lite.PlainRun``."""
     from chargen.sampling_config import SamplingConfig, _check_temperature
 
     for t in args.temperature:

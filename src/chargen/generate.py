@@ -19,7 +19,14 @@ from chargen.beam import beam_search
 from chargen.chain import SamplingChain
 from chargen.clamp import Clamps
 from chargen.errors import ConfigError, GenerationError
-from chargen.models import LanguageModel, State, build_stepper, expand_state, select_state
+from chargen.models import (
+    LanguageModel,
+    State,
+    Stepper,
+    build_stepper,
+    expand_state,
+    select_state,
+)
 from chargen.prompt_ids import (
     MAX_LENGTH,
     MAX_SAMPLES,
@@ -305,15 +312,21 @@ class _TextFollower:
         return self.texts[r]
 
 
-def read_prompt(model: LanguageModel, ids: list[int], clamps: Clamps | None = None) -> State:
+def read_prompt(
+    model: LanguageModel,
+    ids: list[int],
+    clamps: Clamps | None = None,
+    stepper: Stepper | None = None,
+) -> State:
     """One-row state after reading every prompt token but the last (which the first step reads).
 
-    With ``clamps`` the prompt is read one step at a time through the stepper, which holds them.
+    With ``clamps`` the prompt is read one step at a time through ``stepper`` (the caller's, or
+    one built here), which holds them.
     """
     device = model.head.weight.device
     state = model.initial_state(1, device)
     if len(ids) > 1 and clamps is not None:
-        stepper = build_stepper(model)
+        stepper = stepper or build_stepper(model)
         for token in ids[:-1]:
             _, state = stepper.step(torch.tensor([token], device=device), state, clamps)
     elif len(ids) > 1:
@@ -361,7 +374,7 @@ def beam_generate(
         found = beam_search(
             step,
             select,
-            read_prompt(model, ids, clamps),
+            read_prompt(model, ids, clamps, stepper),
             ids[-1],
             width=beams,
             length=length,

@@ -21,7 +21,7 @@ from chargen.chain import SamplingChain
 from chargen.clamp import Clamps
 from chargen.errors import ConfigError
 from chargen.generate import encode_prompt, read_prompt, start_token, token_strings
-from chargen.models import LanguageModel, State, build_stepper
+from chargen.models import LanguageModel, build_stepper
 from chargen.sampling import SamplingConfig, entropy, process_logits
 from chargen.tokenizer import Tokenizer
 
@@ -78,17 +78,13 @@ def next_logits(
     model.eval()
     ids = encode_prompt(tokenizer, prompt, unknown) or [start_token(tokenizer)]
     clamps = Clamps.build(model, clamp)
-    state = read_prompt(model, ids, clamps)
     last = torch.tensor([ids[-1]], device=model.head.weight.device)
-    logits, _ = (
-        build_stepper(model).step(last, state, clamps) if clamps else _forward(model, last, state)
-    )
-    return ids, logits.float().cpu()
-
-
-def _forward(model: LanguageModel, last: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-    logits, state = model(last[:, None], state)
-    return logits[:, -1], state
+    if clamps is None:
+        logits, _ = model(last[:, None], read_prompt(model, ids))
+        return ids, logits[:, -1].float().cpu()
+    stepper = build_stepper(model)  # units held: every token through the one stepper
+    held, _ = stepper.step(last, read_prompt(model, ids, clamps, stepper), clamps)
+    return ids, held.float().cpu()
 
 
 def _table(

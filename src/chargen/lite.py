@@ -14,14 +14,14 @@ whose checks give the one-line error.
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load
 
 from chargen.atomic import read_regular
 from chargen.errors import ChargenError, CheckpointError
@@ -48,25 +48,6 @@ class PlainSample:
     entropies: list[float] = field(default_factory=list)
 
 
-def plain_request(args: argparse.Namespace) -> bool:
-    """Whether ``chargen generate``'s arguments ask for nothing but the plain path's work."""
-    chain_flags = [
-        f.name
-        for f in dataclasses.fields(SamplingConfig)
-        if f.name != "temperature" and getattr(args, f.name, None) is not None
-    ]
-    return (
-        not chain_flags
-        and not args.stop
-        and args.beams == 1
-        and not args.novelty
-        and not args.only_new
-        and (getattr(args, "engine", None) or "auto") in ("auto", "numpy")
-        and getattr(args, "onnx_model", None) is None
-        and (args.format or "text") in ("text", "lines")
-    )
-
-
 @dataclass
 class PlainRun:
     """An LSTM or GRU run's tokenizer and NumPy weights."""
@@ -79,8 +60,6 @@ class PlainRun:
         """The run, or None when it is anything but a readable float32 LSTM/GRU prose run
         (the torch path then loads it, with its checks and messages)."""
         try:
-            from safetensors.numpy import load
-
             run = Path(run_dir)
             config = load_config(run)  # every section checked, as the torch path checks it
             model = config.model
@@ -94,12 +73,8 @@ class PlainRun:
             size = 4 * sum(math.prod(shape) for shape in saved_shapes(model).values())
             data = read_regular(path, CheckpointError, size + HEADER_BYTES)
             weights = arrays_of_file(load(data), model)
-        except (ChargenError, OSError, ValueError, KeyError, TypeError, AttributeError):
+        except (ChargenError, SafetensorError, OSError, ValueError, KeyError, TypeError):
             return None
-        except Exception as exc:  # safetensors' own error type, without importing it first
-            if type(exc).__name__ == "SafetensorError":
-                return None
-            raise
         return cls(tokenizer, weights) if weights is not None else None
 
     def generate(
