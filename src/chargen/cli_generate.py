@@ -101,6 +101,7 @@ def _chain_out(args: argparse.Namespace) -> int:
     """``chargen generate`` of any request, by the torch model and its sampling chain."""
     from chargen.chain import SamplingChain
     from chargen.checkpoint import load_run
+    from chargen.clamp import Clamps
     from chargen.cli import given_fields
     from chargen.generate import token_strings
     from chargen.sampling import SamplingConfig
@@ -112,6 +113,7 @@ def _chain_out(args: argparse.Namespace) -> int:
     model, engine = _engine(args, model, tokenizer, bool(config.data.lines))
     for cfg in configs:  # constraints this vocabulary cannot meet fail before any output
         SamplingChain(cfg, vocab=token_strings(tokenizer))
+    Clamps.build(model, configs[0].clamp)  # so do units this model lacks (one clamp for all)
     if args.beams != 1:  # beam_search refuses a width below 1 in one line
         return _print_beams(args, model, tokenizer, configs[0])
     items = config.data.lines
