@@ -37,16 +37,20 @@ import numpy as np
 import torch
 
 from chargen import constraints, samplers
+from chargen.numpy_draw import draw, usable
+from chargen.numpy_generation import tempered_logprobs
 from chargen.sampling import (
     NEG_INF,
     PENALTY,
     TRUNCATION,
     LogitsProcessor,
     SamplingConfig,
+    Temperature,
     build_processors,
     check_finite_logits,
     entropy,
     logprobs_after,
+    non_finite_error,
     select_next,
 )
 
@@ -67,6 +71,8 @@ class SamplingChain:
         self.stateful = bool(self._stateful)
         self.numpy_ok = all(rule.has_numpy for rule in self.rules)
         self.ends_rows = any(rule.ends_rows for rule in self.rules)
+        # temperature alone (or greedy with no rule): ``draw_tempered``'s few NumPy calls
+        self.tempered = all(type(rule) is Temperature for rule in self.rules)
         # equal for chains whose rows can share one pass: same rules, no history, no state
         self.key: Hashable = (
             ("own", id(self))
@@ -138,6 +144,35 @@ class SamplingChain:
             one_hot[np.arange(len(logits)), logits.argmax(axis=1)] = 0.0
             return one_hot
         return torch.log_softmax(torch.from_numpy(logits), dim=-1).numpy()
+
+    def done_rows(self) -> np.ndarray | None:
+        """``done`` as a NumPy bool array (None when no rule ends rows)."""
+        ended = self.done() if self.ends_rows else None
+        return None if ended is None else ended.cpu().numpy()
+
+    def logprobs_arrays(self, logits: np.ndarray, history: np.ndarray) -> np.ndarray:
+        """``logprobs`` on NumPy arrays: a temperature-only chain by ``tempered_logprobs``, a
+        ``numpy_ok`` chain by its rules' NumPy versions, any other by the torch rules on
+        tensors that share the arrays' memory."""
+        if self.tempered:
+            return tempered_logprobs(logits, self.cfg)
+        if self.numpy_ok:
+            return self.numpy_logprobs(logits, history)
+        return self.logprobs(torch.from_numpy(logits), torch.from_numpy(history)).numpy()
+
+    def draw_arrays(
+        self, logits: np.ndarray, history: np.ndarray, u: np.ndarray, step: int = 0
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``draw`` on NumPy arrays (what ``token_loop`` calls): the usability check,
+        ``logprobs_arrays``, the inverse-CDF ``draw`` and ``observe`` for stateful rules.
+        The same tokens and log-probabilities as ``draw``."""
+        if not usable(logits):
+            raise non_finite_error(step)
+        lp = self.logprobs_arrays(logits, history)
+        picked, chosen, ent = draw(lp, u)
+        if self.stateful:
+            self.observe(torch.from_numpy(picked), torch.from_numpy(lp))
+        return picked, chosen, ent
 
     def draw(
         self, logits: torch.Tensor, history: torch.Tensor, uniforms: torch.Tensor, step: int = 0

@@ -1,8 +1,9 @@
 """Incremental generation: the model state is carried, so each new token costs one model step.
 
-The prompt is read once; then, for every new token, the last token goes through the model,
-the logits go through the sampling chain (``sampling.process_logits``) and the next token is
-drawn by inverse CDF from a per-sample counter-based uniform (``rng.uniforms``). Sample ``i``
+The prompt is read once; then ``token_loop.TokenLoop`` (the one loop, which the server's
+batcher and the plain path share) runs the last token through the model, the logits through
+the sampling chain and draws the next token by inverse CDF from a per-sample counter-based
+uniform (``rng.uniforms``). Sample ``i``
 uses seed ``seed + i``, so K samples drawn together equal K samples drawn one at a time.
 """
 
@@ -11,7 +12,9 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
+import numpy as np
 import torch
 
 from chargen import constraints, numpy_generation
@@ -24,9 +27,9 @@ from chargen.models import (
     State,
     Stepper,
     build_stepper,
-    expand_state,
-    select_state,
 )
+from chargen.models.stepper import FusedStepper, TorchRows
+from chargen.numpy_step import NumpyRNNStep
 from chargen.prompt_ids import (
     MAX_LENGTH,
     MAX_SAMPLES,
@@ -35,8 +38,8 @@ from chargen.prompt_ids import (
     start_token,
     token_strings,
 )
-from chargen.rng import uniforms
 from chargen.sampling import SamplingConfig
+from chargen.token_loop import RowStepper, Stream, TokenLoop
 from chargen.tokenizer import Tokenizer
 
 __all__ = [
@@ -139,6 +142,33 @@ def generate(
         model.train(was_training)
 
 
+SHORT_PROMPT = 16
+"""Prompts of at most this many tokens (before the last) are read by NumPy steps on the NumPy
+engine: ``torch.lstm`` costs more per call than 16 one-row NumPy steps of an LSTM 512."""
+
+
+def prompt_state(
+    model: LanguageModel, rows: RowStepper, ids: list[int], clamps: Clamps | None = None
+) -> Sequence[Any]:
+    """One row of state after reading ``ids[:-1]`` (the last is read by the first tick), for
+    ``rows``' ``add``: a short prompt on the NumPy engine by NumPy steps, else ``read_prompt``."""
+    if isinstance(rows, NumpyRNNStep) and len(ids) - 1 <= SHORT_PROMPT:
+        reader = rows.fork(1)
+        reader.clamps = clamps
+        for token in ids[:-1]:
+            reader.step(np.array([token], dtype=np.int64))
+        return reader.parts()
+    return read_prompt(model, ids, clamps)
+
+
+def row_stepper(model: LanguageModel, engine: str = "auto") -> RowStepper:
+    """The rows' one-token step for ``engine``: NumPy (``numpy_step``) for a float32 LSTM/GRU
+    on the CPU unless ``engine`` is ``torch``; else the family's torch stepper."""
+    if engine == "numpy" or (engine == "auto" and numpy_generation.supports(model)):
+        return NumpyRNNStep.from_fused(FusedStepper(model), 0)  # type: ignore[arg-type]  # supports() checked it is an RNN
+    return TorchRows(model, build_stepper(model))
+
+
 def _generate_ids(
     model: LanguageModel,
     tokenizer: Tokenizer,
@@ -153,10 +183,12 @@ def _generate_ids(
 ) -> list[Sample]:
     rows = num_samples
     clamps = Clamps.build(model, sampling.clamp)  # units held at every step, prompt included
-    state = expand_state(read_prompt(model, ids, clamps), rows)
     seeds = [seed + r for r in range(rows)]
     watcher = StopWatcher(stop)
     chain = SamplingChain(sampling, vocab=token_strings(tokenizer))  # built once for the loop
+    stream = Stream(chain, seeds, ids, length, clamps)
+    loop = TokenLoop(row_stepper(model, engine))
+    loop.add(stream, prompt_state(model, loop.stepper, ids, clamps))
     # text is followed token by token only when someone reads it as it is made, or a rule
     # (a regex) may end a row
     follow = (
@@ -164,23 +196,14 @@ def _generate_ids(
         if watcher.stops or on_text or chain.ends_rows
         else None
     )
-    advance = follow.advance if follow is not None else None
-    if engine == "numpy" or (engine == "auto" and numpy_generation.supports(model)):
-        loop = numpy_generation.generate_loop(
-            model,  # type: ignore[arg-type]
-            state,
-            ids,
-            length,
-            sampling,
-            seeds,
-            advance,
-            chain,
-            clamps,
-        )
-    else:
-        loop = _torch_loop(model, state, ids, length, sampling, seeds, advance, chain, clamps)
-    history, chosen, entropies, made = loop
-    generated = history[:, len(ids) : len(ids) + made].tolist()
+    while not stream.full:
+        failed = loop.tick()
+        if failed:
+            raise failed[0].cause
+        if follow is not None and not follow.advance(stream.last_drawn().tolist()):
+            break
+    made = stream.made
+    generated = stream.history[:, len(ids) : len(ids) + made].tolist()
     samples = []
     for r in range(rows):
         count = follow.counts[r] if follow is not None else made
@@ -193,8 +216,8 @@ def _generate_ids(
                 seed=seeds[r],
                 tokens=tokens,
                 pieces=pieces,
-                logprobs=chosen[r, :count].tolist(),
-                entropies=entropies[r, :count].tolist(),
+                logprobs=stream.logprobs[r, :count].tolist(),
+                entropies=stream.entropies[r, :count].tolist(),
                 stop=follow.stops[r] if follow is not None else None,
                 stop_reason=follow.reasons[r] if follow is not None else "length",
                 matched=constraints.matches(sampling, text),
@@ -215,45 +238,6 @@ def _warn_unmatched(samples: list[Sample], length: int) -> None:
             "not a match",
             stacklevel=4,
         )
-
-
-def _torch_loop(
-    model: LanguageModel,
-    state: State,
-    ids: list[int],
-    length: int,
-    sampling: SamplingConfig,
-    seeds: list[int],
-    advance: Callable[[list[int]], bool] | None,
-    chain: SamplingChain | None = None,
-    clamps: Clamps | None = None,
-) -> numpy_generation.LoopResult:
-    """The plain path: the family's stepper and the torch sampling chain, on any device.
-
-    ``chain`` is ``sampling``'s, built by the caller (with the vocabulary constraints need);
-    ``clamps``: units held at every step.
-    """
-    device = model.head.weight.device
-    rows = len(seeds)
-    history = torch.empty((rows, len(ids) + length), dtype=torch.long, device=device)
-    history[:, : len(ids)] = torch.tensor(ids, dtype=torch.long, device=device)
-    chosen = torch.zeros((rows, length), dtype=torch.float32)
-    entropies = torch.zeros((rows, length), dtype=torch.float32)
-    stepper = build_stepper(model)
-    if chain is None:
-        chain = SamplingChain(sampling)  # built once for the whole loop
-    chain.reset(seeds)
-    n = len(ids)
-    for t in range(length):
-        logits, state = stepper.step(history[:, n - 1], state, clamps)
-        nxt, logp, ent = chain.draw(logits.float(), history[:, :n], uniforms(seeds, t), step=t)
-        chosen[:, t] = logp.cpu()
-        entropies[:, t] = ent.cpu()
-        history[:, n] = nxt
-        n += 1
-        if advance is not None and not advance(nxt.tolist()):
-            break
-    return history.cpu().numpy(), chosen.numpy(), entropies.numpy(), n - len(ids)
 
 
 class _TextFollower:
@@ -283,7 +267,7 @@ class _TextFollower:
         """Take one new token per row; False once every row has stopped."""
         still = []
         pieces = self.tokenizer.token_texts(tokens)
-        ended = self.chain.done() if self.chain is not None else None
+        ended = self.chain.done_rows() if self.chain is not None else None
         for r in self.active:
             self.counts[r] += 1
             before = len(self.texts[r])
@@ -357,24 +341,21 @@ def beam_generate(
     was_training = model.training
     model.eval()
     clamps = Clamps.build(model, sampling.clamp)
-    stepper = build_stepper(model) if clamps is not None else None
     try:
+        rows = row_stepper(model)  # the stepper generation uses; beams are its rows
+        rows.clamps = clamps
+        rows.add(prompt_state(model, rows, ids, clamps))
 
-        def step(last: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-            last = last.to(model.head.weight.device)
-            if stepper is not None:  # units held: the stepper holds them
-                logits, new_state = stepper.step(last, state, clamps)
-                return logits.cpu(), new_state
-            logits, new_state = model(last[:, None], state)
-            return logits[:, -1].cpu(), new_state
+        def step(last: torch.Tensor, _state: None) -> tuple[torch.Tensor, None]:
+            return torch.from_numpy(rows.step(last.numpy()).copy()), None
 
-        def select(state: State, rows: torch.Tensor) -> State:
-            return select_state(state, rows.to(state[0].device))
+        def select(_state: None, index: torch.Tensor) -> None:
+            rows.keep(index.numpy())
 
         found = beam_search(
             step,
             select,
-            read_prompt(model, ids, clamps, stepper),
+            None,
             ids[-1],
             width=beams,
             length=length,

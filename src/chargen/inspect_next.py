@@ -1,7 +1,7 @@
 """The seed's lesson on the user's own model: the next-token distribution, reshaped.
 
-``next_logits`` is the one place the distribution after a prompt is computed (``inspect``, the
-server's ``/v1/distribution`` and the page's charts use it). ``next_token_table`` gives the
+``next_distribution`` is the one place the distribution after a prompt is computed, with the
+chain's X-ray (``inspect``, the server's ``/v1/distribution`` and the page's charts use it). ``next_token_table`` gives the
 top candidates at each temperature ``T`` (``softmax(logits / T)``, T = 0 greedy);
 ``xray_table`` shows the distribution after each rule of a sampling chain in turn — the model's
 own, then each penalty, the temperature, each truncation — so a learner sees what each knob
@@ -15,13 +15,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from chargen.chain import SamplingChain
 from chargen.clamp import Clamps
 from chargen.errors import ConfigError
-from chargen.generate import encode_prompt, read_prompt, start_token, token_strings
-from chargen.models import LanguageModel, build_stepper
+from chargen.generate import (
+    encode_prompt,
+    prompt_state,
+    row_stepper,
+    start_token,
+    token_strings,
+)
+from chargen.models import LanguageModel
 from chargen.sampling import SamplingConfig, entropy, process_logits
 from chargen.tokenizer import Tokenizer
 
@@ -72,19 +79,44 @@ def next_logits(
 ) -> tuple[list[int], torch.Tensor]:
     """The prompt's ids and the model's logits (1, V) float32 on the CPU for the token after it.
 
-    An empty prompt starts from ``start_token`` (a newline where the vocabulary has one);
-    ``clamp``: units held at every step (``--clamp``), as ``generate`` holds them.
+    Computed as ``generate`` computes its first step (``row_stepper``, ``prompt_state``), so
+    the logits are those its first draw sees. An empty prompt starts from ``start_token`` (a
+    newline where the vocabulary has one); ``clamp``: units held at every step (``--clamp``).
     """
     model.eval()
     ids = encode_prompt(tokenizer, prompt, unknown) or [start_token(tokenizer)]
     clamps = Clamps.build(model, clamp)
-    last = torch.tensor([ids[-1]], device=model.head.weight.device)
-    if clamps is None:
-        logits, _ = model(last[:, None], read_prompt(model, ids))
-        return ids, logits[:, -1].float().cpu()
-    stepper = build_stepper(model)  # units held: every token through the one stepper
-    held, _ = stepper.step(last, read_prompt(model, ids, clamps, stepper), clamps)
-    return ids, held.float().cpu()
+    rows = row_stepper(model)
+    rows.clamps = clamps
+    rows.add(prompt_state(model, rows, ids, clamps))
+    logits = rows.step(np.array([ids[-1]], dtype=np.int64))
+    return ids, torch.from_numpy(logits.copy())
+
+
+@dataclass
+class Distribution:
+    """The next token's distribution after a prompt, and after each rule of a chain."""
+
+    ids: list[int]  # the prompt's tokens (the history the penalties read)
+    logits: torch.Tensor  # (1, V) float32: the model's scores
+    stages: list[tuple[str, torch.Tensor]]  # (label, log-probs (1, V)): the model's, each rule's
+
+
+def next_distribution(
+    model: LanguageModel,
+    tokenizer: Tokenizer,
+    prompt: str,
+    cfg: SamplingConfig,
+    unknown: str = "warn",
+) -> Distribution:
+    """The one computation behind ``inspect``, ``/v1/distribution`` and the page's charts:
+    ``next_logits`` then ``SamplingChain.xray``; the last stage is what ``draw`` samples from
+    at the first generated token."""
+    ids, logits = next_logits(model, tokenizer, prompt, unknown, cfg.clamp)
+    chain = SamplingChain(cfg, vocab=token_strings(tokenizer))
+    with torch.inference_mode():
+        stages = chain.xray(logits, torch.tensor([ids], dtype=torch.long))
+    return Distribution(ids, logits, stages)
 
 
 def _table(
@@ -133,11 +165,9 @@ def xray_table(
 ) -> NextTokenTable:
     """The distribution after each stage of ``cfg``'s chain; the prompt is the history the
     penalties read. The last column is what ``draw`` would sample from."""
-    ids, logits = next_logits(model, tokenizer, prompt, unknown, cfg.clamp)
-    chain = SamplingChain(cfg, vocab=token_strings(tokenizer))
-    history = torch.tensor([ids], dtype=torch.long)
-    labels, stages = zip(*chain.xray(logits, history), strict=True)
-    return _table(prompt, list(labels), list(stages), logits, tokenizer, top)
+    found = next_distribution(model, tokenizer, prompt, cfg, unknown)
+    labels, stages = zip(*found.stages, strict=True)
+    return _table(prompt, list(labels), list(stages), found.logits, tokenizer, top)
 
 
 def plot_table(table: NextTokenTable, path: str) -> None:

@@ -4,9 +4,9 @@ Importing torch takes 1.5-2 s on a small machine, far longer than writing 400 ch
 plain request (a prose run of an LSTM or GRU on the CPU; sampling by temperature alone, or
 greedy; no stop strings, beams, novelty, constraints, clamps or engine other than auto/numpy;
 text or lines output) is served here: the weights read with safetensors' NumPy reader into
-``NumpyRNNStep``, the prompt read one step at a time, and each token drawn as
-``numpy_generation`` draws it (``numpy_draw.draw``, the same counter-based uniforms), so the
-same seed gives the same text. Only the float32 rounding differs (NumPy's log-softmax and
+``NumpyRNNStep``, the prompt read one step at a time, and the tokens drawn by the one loop
+(``token_loop``) with ``numpy_draw.TemperatureDraw`` (the same inverse-CDF draw and
+counter-based uniforms), so the same seed gives the same text. Only the float32 rounding differs (NumPy's log-softmax and
 matrix products, not torch's): a token flips only when its uniform falls within a rounding
 error of a boundary of the CDF. A run folder with anything unexpected goes the torch way,
 whose checks give the one-line error.
@@ -25,12 +25,12 @@ from safetensors.numpy import load
 
 from chargen.atomic import read_regular
 from chargen.errors import ChargenError, CheckpointError
-from chargen.numpy_draw import draw, log_softmax, non_finite_error, usable
+from chargen.numpy_draw import TemperatureDraw
 from chargen.numpy_step import NumpyRNNStep, RNNArrays, arrays_of_file, saved_shapes
 from chargen.prompt_ids import encode_prompt, start_token
-from chargen.rng import UniformDraws
 from chargen.run_files import BEST, TOKENIZER, WEIGHTS, load_config
 from chargen.sampling_config import GREEDY_BELOW, SamplingConfig
+from chargen.token_loop import Stream, TokenLoop
 from chargen.tokenizer import Tokenizer, load_tokenizer
 
 HEADER_BYTES = 1 << 20  # a safetensors header of an LSTM/GRU run is a few KB
@@ -92,34 +92,33 @@ class PlainRun:
         on_text: Callable[[int, str], None] | None = None,
         engine: str = "auto",
     ) -> list[PlainSample]:
-        """``generate.generate`` for one sample of a temperature-only chain, in NumPy."""
+        """``generate.generate`` for one sample of a temperature-only chain, in NumPy: the
+        prompt read one step a token, then ``token_loop.TokenLoop`` with ``TemperatureDraw``."""
         assert num_samples == 1 and not stop
         ids = encode_prompt(tokenizer, prompt, unknown) or [start_token(tokenizer)]
-        step = NumpyRNNStep(self.weights, 1)
+        rows = NumpyRNNStep(self.weights, 0)
+        reader = rows.fork(1)
         for token in ids[:-1]:  # the prompt, one step a token
-            step.step(np.array([token]))
-        draws = UniformDraws([seed])
+            reader.step(np.array([token], dtype=np.int64))
+        greedy = sampling.temperature < GREEDY_BELOW
+        stream = Stream(TemperatureDraw(sampling.temperature, greedy), [seed], ids, length)
+        loop = TokenLoop(rows)
+        loop.add(stream, reader.parts())
         pieces = tokenizer.token_texts(range(tokenizer.vocab_size))
-        sample = PlainSample(text="", seed=seed)
-        last = ids[-1]
-        temperature = np.float32(sampling.temperature)
-        for t in range(length):
-            logits = step.step(np.array([last]))
-            if not usable(logits):
-                raise non_finite_error(t)
-            if sampling.temperature < GREEDY_BELOW:
-                last, lp, ent = int(logits[0].argmax()), 0.0, 0.0
-            else:
-                z = logits - logits.max(axis=1, keepdims=True)
-                if sampling.temperature != 1.0:
-                    z /= temperature
-                picked, chosen, entropy = draw(log_softmax(z), draws(t))
-                last, lp, ent = int(picked[0]), float(chosen[0]), float(entropy[0])
-            sample.tokens.append(last)
-            sample.pieces.append(pieces[last])
-            sample.logprobs.append(lp)
-            sample.entropies.append(ent)
+        while not stream.full:
+            failed = loop.tick()
+            if failed:
+                raise failed[0].cause
             if on_text is not None:
-                on_text(0, pieces[last])
+                on_text(0, pieces[int(stream.last_drawn()[0])])
+        tokens = stream.history[0, len(ids) :].tolist()
+        sample = PlainSample(
+            text="",
+            seed=seed,
+            tokens=tokens,
+            pieces=[pieces[t] for t in tokens],
+            logprobs=stream.logprobs[0].tolist(),
+            entropies=stream.entropies[0].tolist(),
+        )
         sample.text = "".join(sample.pieces)
         return [sample]

@@ -8,6 +8,8 @@ same memory instead, so its log-probabilities are the torch path's bit for bit.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
+
 import numpy as np
 
 from chargen.errors import GenerationError
@@ -63,3 +65,42 @@ def usable(logits: np.ndarray) -> bool:
         return True
     bad = np.isnan(logits) | np.isposinf(logits)
     return bool(not bad.any() and (logits > -np.inf).any(axis=1).all())
+
+
+class TemperatureDraw:
+    """A sampling chain of temperature alone (or greedy) in NumPy, without torch: what the plain
+    path of the command line (``lite.py``) gives ``token_loop``.
+
+    ``lp = log_softmax((l - max l) / T)`` (``T = 1``: no division) in float32, then ``draw``;
+    greedy is the first argmax with ``log p = 0`` and entropy 0.
+    """
+
+    reads_history = False
+    stateful = False
+    ends_rows = False
+
+    def __init__(self, temperature: float, greedy: bool) -> None:
+        self.temperature = np.float32(temperature)
+        self.greedy = greedy
+        self.key: Hashable = ("temperature", float(temperature), greedy)
+
+    def reset(self, seeds: list[int]) -> None:
+        """Nothing to reset: no rule keeps state."""
+
+    def done_rows(self) -> None:
+        """No rule ends a row."""
+        return None
+
+    def draw_arrays(
+        self, logits: np.ndarray, history: np.ndarray, u: np.ndarray, step: int = 0
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(ids, log p of each, entropy of each row) drawn with one uniform per row."""
+        if not usable(logits):
+            raise non_finite_error(step)
+        if self.greedy:
+            zeros = np.zeros(len(logits), dtype=np.float32)
+            return logits.argmax(axis=1), zeros, zeros
+        z = logits - logits.max(axis=1, keepdims=True)
+        if self.temperature != 1.0:
+            z /= self.temperature
+        return draw(log_softmax(z), u)

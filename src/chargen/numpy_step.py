@@ -16,9 +16,9 @@ The results equal ``RNNLanguageModel.forward`` up to float32 rounding.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -148,6 +148,13 @@ def arrays_of_file(tensors: Mapping[str, np.ndarray], config: ModelConfig) -> RN
     )
 
 
+_PREPARED = (
+    *("lstm", "layers", "hidden", "width", "table", "w_hh_t", "w_ih_t", "bias", "bias_hh"),
+    *("head_w_t", "head_b", "norm"),
+)
+"""What ``NumpyRNNStep.__init__`` prepares from the weights (``fork`` shares it)."""
+
+
 class NumpyRNNStep:
     """``step(ids (B,) int64) -> logits (B, V) float32``, state kept inside (``load``/``state``).
 
@@ -185,14 +192,56 @@ class NumpyRNNStep:
         self.head_w_t = weights.head_w_t
         self.head_b = weights.head_b
         self.norm = weights.norm
-        b = batch_size
+        self.width = width
+        self.h = np.zeros((self.layers, batch_size, hidden), dtype=np.float32)
+        self.c = np.zeros_like(self.h) if self.lstm else None
+        self._buffers(batch_size)
+
+    def _buffers(self, b: int) -> None:
+        """Work buffers for ``b`` rows."""
         self.batch_size = b
-        self.h = np.zeros((self.layers, b, hidden), dtype=np.float32)
-        self.c = np.zeros((self.layers, b, hidden), dtype=np.float32) if self.lstm else None
-        self.gates = np.empty((b, width), dtype=np.float32)
-        self.gates_h = np.empty((b, width), dtype=np.float32)  # GRU: the W_hh half
-        self.tmp = np.empty((b, hidden), dtype=np.float32)
+        self.gates = np.empty((b, self.width), dtype=np.float32)
+        self.gates_h = np.empty((b, self.width), dtype=np.float32)  # GRU: the W_hh half
+        self.tmp = np.empty((b, self.hidden), dtype=np.float32)
         self.logits = np.empty((b, self.head_w_t.shape[1]), dtype=np.float32)
+
+    @property
+    def rows(self) -> int:
+        return self.batch_size
+
+    def keep(self, rows: np.ndarray) -> None:
+        """Keep these rows of the state, in this order (repeats allowed)."""
+        self.h = np.ascontiguousarray(self.h[:, rows])
+        if self.c is not None:
+            self.c = np.ascontiguousarray(self.c[:, rows])
+        self._buffers(len(rows))
+
+    def fork(self, rows: int = 1) -> NumpyRNNStep:
+        """A step over the same weights (shared, not copied) with ``rows`` fresh zero rows."""
+        other = object.__new__(NumpyRNNStep)
+        for name in _PREPARED:
+            if hasattr(self, name):
+                setattr(other, name, getattr(self, name))
+        other.clamps = None
+        other.h = np.zeros((self.layers, rows, self.hidden), dtype=np.float32)
+        other.c = np.zeros_like(other.h) if self.lstm else None
+        other._buffers(rows)
+        return other
+
+    def parts(self) -> tuple[np.ndarray, ...]:
+        """The rows' state: (hidden,) or, for an LSTM, (hidden, cell)."""
+        return (self.h,) if self.c is None else (self.h, self.c)
+
+    def add(self, state: Sequence[Any], copies: int = 1) -> None:
+        """Append the rows of a state (hidden, and cell for an LSTM: NumPy arrays or torch
+        tensors, each (layers, rows, hidden)) after the others, each row ``copies`` times."""
+        parts = [_array(part) for part in state]
+        if copies != 1:
+            parts = [np.repeat(part, copies, axis=1) for part in parts]
+        self.h = np.concatenate([self.h, parts[0]], axis=1)
+        if self.c is not None:
+            self.c = np.concatenate([self.c, parts[1]], axis=1)
+        self._buffers(self.h.shape[1])
 
     @classmethod
     def from_fused(
@@ -234,7 +283,7 @@ class NumpyRNNStep:
     def _input_gates(self, k: int, ids: np.ndarray, x: np.ndarray | None, out: np.ndarray) -> None:
         """``out = W_ih x + b`` for layer k (a table row for layer 0)."""
         if k == 0:
-            np.take(self.table, ids, axis=0, out=out)
+            np.take(self.table, ids, axis=0, out=out, mode="clip")  # ids are ours; no buffer
         else:
             w_ih_t = self.w_ih_t[k]
             assert x is not None and w_ih_t is not None  # layers above the first have both
@@ -285,3 +334,10 @@ class NumpyRNNStep:
         if self.clamps is not None:
             self.clamps.apply_numpy(k, "hidden", h)
         return h
+
+
+def _array(part: Any) -> np.ndarray:
+    """A state part as a float32 NumPy array (a torch tensor is copied to the CPU)."""
+    if not isinstance(part, np.ndarray):
+        part = part.detach().cpu().numpy()
+    return part.astype(np.float32, copy=False)

@@ -108,3 +108,12 @@ class UniformDraws:
         with np.errstate(over="ignore"):
             mixed = _splitmix64(self.mixed ^ np.uint64(counter))
         return (mixed >> np.uint64(11)).astype(np.float64) * (1.0 / 2**53)
+
+
+def uniforms_at(mixed: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """``u(seed_r, steps_r)`` for every row at once (float64 NumPy), each row at its own step;
+    ``mixed`` is ``UniformDraws(seeds).mixed`` (the seeds' half of the mix)."""
+    with np.errstate(over="ignore"):
+        counters = steps.astype(np.int64).view(np.uint64) * _GOLDEN
+        words = _splitmix64(mixed ^ counters)
+    return (words >> np.uint64(11)).astype(np.float64) * (1.0 / 2**53)

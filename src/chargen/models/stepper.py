@@ -14,8 +14,10 @@ LSTM ``i, f, g, o``; GRU ``r, z, n``.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -128,3 +130,49 @@ class FusedStepper:
         logits = torch.addmm(self.head_b, top, self.head_w_t)
         hidden = torch.stack(new_h)
         return logits, ((hidden, torch.stack(new_c)) if self.lstm else (hidden,))
+
+
+class TorchRows:
+    """A ``token_loop.RowStepper`` over a torch ``Stepper`` (any family, any device): the
+    rows' state kept as one batched ``State``; logits come back as float32 NumPy on the CPU."""
+
+    def __init__(self, model: LanguageModel, stepper: Stepper) -> None:
+        self.model = model
+        self.stepper = stepper
+        self.device = model.head.weight.device
+        self.state: State | None = None
+        self.clamps: Clamps | None = None
+
+    @property
+    def rows(self) -> int:
+        return 0 if self.state is None else int(self.state[0].shape[1])
+
+    @torch.inference_mode()
+    def step(self, last: np.ndarray) -> np.ndarray:
+        assert self.state is not None, "no rows to step"
+        ids = torch.from_numpy(last).to(self.device)
+        logits, self.state = self.stepper.step(ids, self.state, self.clamps)
+        return logits.float().cpu().numpy()
+
+    def keep(self, rows: np.ndarray) -> None:
+        assert self.state is not None
+        if len(rows) == 0:
+            self.state = None
+            return
+        index = torch.from_numpy(np.asarray(rows, dtype=np.int64)).to(self.device)
+        self.state = tuple(s.index_select(1, index) for s in self.state)
+
+    def parts(self) -> State:
+        return () if self.state is None else self.state
+
+    def add(self, state: Sequence[torch.Tensor], copies: int = 1) -> None:
+        parts = tuple(
+            s.to(self.device).repeat_interleave(copies, dim=1) if copies != 1 else s.to(self.device)
+            for s in state
+        )
+        if self.state is None:
+            self.state = tuple(p.clone() for p in parts)  # rows never share memory
+        else:
+            self.state = tuple(
+                torch.cat(pair, dim=1) for pair in zip(self.state, parts, strict=True)
+            )

@@ -1,9 +1,11 @@
 """Continuous batching: every request in flight advances by one token per model step.
 
 A worker thread owns the model. Each tick it admits new requests, reads a bounded slice of
-the prompts still being read, drops finished, timed-out or abandoned requests, stacks the last
-token and the state of every active request into one batch, runs ONE model step, and hands each
-request its next token through an asyncio queue. A request's sampling rules and seed are its
+the prompts still being read, drops finished, timed-out or abandoned requests, and runs one
+tick of ``token_loop.TokenLoop`` (the loop ``chargen generate`` uses): ONE model step for
+every request in flight, whose states the row stepper keeps as one batch (NumPy for an LSTM or
+GRU on the CPU, as on the command line), then one token per request. The tick's events go to
+the asyncio side in one hand-off. A request's sampling rules and seed are its
 own, and its draws come from the same counter-based uniforms as ``chargen generate``, so a
 served sample equals the command line's for the same seed.
 
@@ -22,8 +24,9 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -31,10 +34,9 @@ from chargen import constraints
 from chargen.chain import SamplingChain
 from chargen.clamp import Clamps
 from chargen.errors import ChargenError
-from chargen.generate import StopWatcher
-from chargen.models import LanguageModel, State, build_stepper, concat_states
-from chargen.rng import uniforms
-from chargen.sampling import entropy, non_finite_error, select_next, usable_rows
+from chargen.generate import SHORT_PROMPT, StopWatcher, prompt_state, row_stepper
+from chargen.models import LanguageModel, State, build_stepper
+from chargen.token_loop import Stream, TokenLoop
 from chargen.tokenizer import Tokenizer
 
 log = logging.getLogger("chargen.server")
@@ -43,15 +45,6 @@ PROMPT_TOKENS_PER_TICK = 64
 """Prompt tokens read per tick, all requests together: a long prompt is read over several
 ticks, so it delays the other requests by one short slice per token they draw (64 tokens of
 the default LSTM 512 take about 3 ms on 2 CPU cores)."""
-
-
-def _groups(jobs: list[Job]) -> list[list[int]]:
-    """Rows that can share one pass of the sampling chain (equal ``chain.key``): same rules and
-    no history read; a chain that reads its history is a group of its own."""
-    groups: dict[Any, list[int]] = {}
-    for row, job in enumerate(jobs):
-        groups.setdefault(job.chain.key, []).append(row)
-    return list(groups.values())
 
 
 def failure_line(exc: BaseException) -> str:
@@ -83,20 +76,14 @@ class Job:
     clamps: Clamps | None = None  # units held at every step (``clamp.py``), this row only
     events: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
     cancelled: bool = False
-    state: State | None = None
+    state: Sequence[Any] | None = None  # while its prompt is read
     read: int = 0  # prompt tokens read into ``state`` (all but the last are read before drawing)
-    history: list[int] = field(default_factory=list)
-    made: int = 0
+    stream: Stream | None = None  # its row in the token loop, once the prompt is read
     text: str = ""
     ended: bool = False  # a final event (done or error) was sent and the slot released
 
     def __post_init__(self) -> None:
         self.watcher = StopWatcher(self.stops)
-
-    def send(self, event: dict[str, Any]) -> None:
-        # a closed event loop means the server is gone and nobody listens
-        with contextlib.suppress(RuntimeError):
-            self.loop.call_soon_threadsafe(self.events.put_nowait, event)
 
 
 class Batcher:
@@ -107,14 +94,16 @@ class Batcher:
         self.tokenizer = tokenizer
         self.max_jobs = max_jobs
         self.pieces = [tokenizer.decode([i]) for i in range(tokenizer.vocab_size)]
-        self.stepper = build_stepper(self.model)
+        self.tokens = TokenLoop(row_stepper(self.model))
+        self.prompt_stepper = build_stepper(self.model)  # prompts of requests that hold units
         self._incoming: queue.Queue[Job] = queue.Queue()
         self._reading: list[Job] = []  # prompts still being read, oldest first
         self._active: list[Job] = []  # drawing tokens
+        self._gone: list[Stream] = []  # rows to drop from the loop before its next tick
+        self._outbox: list[tuple[Job, dict[str, Any]]] = []  # events of this turn, in order
         self._count = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self.steps = 0  # model steps taken (one per tick, whatever the batch)
         # held while weights are copied in, and by anyone running the model outside this thread
         self.weights_lock = threading.Lock()
         self.weights: dict[str, Any] = {"reloads": 0}  # what is served (``live.py``)
@@ -122,6 +111,16 @@ class Batcher:
         self.heartbeat = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="chargen-batcher", daemon=True)
         self._thread.start()
+
+    @property
+    def stepper(self) -> Any:
+        """The row stepper of the token loop (the batched model step)."""
+        return self.tokens.stepper
+
+    @property
+    def steps(self) -> int:
+        """Model steps taken (one per tick, whatever the batch)."""
+        return self.tokens.steps
 
     @property
     def in_flight(self) -> int:
@@ -151,7 +150,9 @@ class Batcher:
         tensors, info = offered
         with self.weights_lock:
             self.model.load_state_dict(tensors, strict=False)  # names and shapes checked
-            self.stepper = build_stepper(self.model)  # a fused step keeps its own copies
+            # a fused or NumPy step keeps its own copies: a new one, the rows' state carried
+            self.tokens.replace_stepper(row_stepper(self.model))
+            self.prompt_stepper = build_stepper(self.model)
         self.weights = {**info, "reloads": self.weights["reloads"] + 1, "loaded_at": time.time()}
         log.info("serving new weights: %s", info)
 
@@ -167,6 +168,7 @@ class Batcher:
                 break
         for job in pending:
             self._fail(job, ChargenError("the server is shutting down"))
+        self._flush()
 
     # ------------------------------------------------------------------ worker
     def _run(self) -> None:
@@ -179,12 +181,15 @@ class Batcher:
                 self._retire_abandoned()
                 with torch.inference_mode():
                     self._read_prompts()
+                    self._drop_gone()
                     if self._active:
                         self._tick()
             except Exception as exc:  # nothing one job did: end the jobs of this tick, go on
                 log.exception("generation step failed")
                 for job in [*self._reading, *self._active]:
                     self._fail(job, exc)
+            self._drop_gone()
+            self._flush()
 
     def _admit(self, block: bool) -> None:
         try:
@@ -192,8 +197,6 @@ class Batcher:
         except queue.Empty:
             return
         while True:
-            job.history = list(job.ids)
-            job.chain.reset([job.seed])
             self._reading.append(job)
             try:
                 job = self._incoming.get_nowait()
@@ -218,20 +221,32 @@ class Batcher:
         device = self.model.head.weight.device
         for job in sorted(self._reading, key=lambda j: len(j.ids) - j.read):
             try:
+                if job.state is None and len(job.ids) - 1 <= SHORT_PROMPT:  # in one go
+                    job.state = prompt_state(self.model, self.stepper, job.ids, job.clamps)
+                    budget -= len(job.ids) - 1
+                    job.read = len(job.ids) - 1
                 if job.state is None:
                     job.state = self.model.initial_state(1, device)
                 end = min(len(job.ids) - 1, job.read + budget)  # the last id is read by a step
                 if end > job.read and job.clamps is not None:  # held units: a step at a time
                     for token in job.ids[job.read : end]:
                         last = torch.tensor([token], device=device)
-                        _, job.state = self.stepper.step(last, job.state, job.clamps)
+                        _, job.state = self.prompt_stepper.step(
+                            last, cast(State, job.state), job.clamps
+                        )
                     budget -= end - job.read
                     job.read = end
                 elif end > job.read:
                     chunk = torch.tensor([job.ids[job.read : end]], dtype=torch.long, device=device)
-                    _, job.state = self.model(chunk, job.state)
+                    _, job.state = self.model(chunk, cast(State, job.state))
                     budget -= end - job.read
                     job.read = end
+                if job.read >= len(job.ids) - 1 and job.length > 0:
+                    job.stream = Stream(
+                        job.chain, [job.seed], job.ids, job.length, job.clamps, tag=job
+                    )
+                    self.tokens.add(job.stream, job.state)
+                    job.state = None
             except Exception as exc:
                 log.exception("reading a prompt failed")
                 self._fail(job, exc)
@@ -244,97 +259,66 @@ class Batcher:
                     self._active.append(job)
 
     def _tick(self) -> None:
-        jobs = list(self._active)
-        device = self.model.head.weight.device
-        last = torch.tensor([job.history[-1] for job in jobs], dtype=torch.long, device=device)
-        assert all(job.state is not None for job in jobs)
         try:
-            state = concat_states([job.state for job in jobs])  # type: ignore[misc]
-            clamps = Clamps.stack([job.clamps for job in jobs])  # each row its own units
-            logits, state = self.stepper.step(last, state, clamps)
+            failed = self.tokens.tick()
         except Exception as exc:  # the shared step failed: end the requests of this step only
             log.exception("model step failed")
-            for job in jobs:
+            for job in list(self._active):
                 self._fail(job, exc)
             return
-        self.steps += 1
-        logits = logits.float().cpu()
-        finite = usable_rows(logits).tolist()
-        for row, job in enumerate(jobs):
-            job.state = tuple(s[:, row : row + 1] for s in state)
-            if not finite[row]:  # only this row's request ends
-                self._fail(job, non_finite_error(job.made))
-        live = [row for row in range(len(jobs)) if finite[row]]
-        for rows in _groups([jobs[r] for r in live]):
-            group = [jobs[live[r]] for r in rows]
-            try:
-                self._draw(group, logits[[live[r] for r in rows]])
-            except Exception as exc:  # this group's rules failed: end its requests only
-                if not isinstance(exc, ChargenError):
-                    log.exception("sampling failed")
-                for job in group:
-                    self._fail(job, exc)
+        lost = {id(f.stream) for f in failed}
+        for f in failed:  # only these requests end (non-finite scores, their rules failing)
+            if not isinstance(f.cause, ChargenError):
+                log.error("sampling failed", exc_info=f.cause)
+            self._fail(f.stream.tag, f.cause)
+        for stream in self.tokens.streams:
+            if id(stream) not in lost and not stream.tag.ended:
+                self._emit(stream.tag, stream)
 
-    def _draw(self, group: list[Job], logits: torch.Tensor) -> None:
-        """One token for each job of ``group`` (one chain key) from its rows of ``logits``."""
-        chain = group[0].chain
-        if chain.reads_history:  # a group of one: the request's own history
-            history = torch.tensor([group[0].history], dtype=torch.long)
-        else:
-            history = torch.zeros((len(group), 0), dtype=torch.long)
-        logprobs = chain.logprobs(logits, history)
-        u = torch.cat([uniforms([job.seed], job.made) for job in group])
-        picked = select_next(logprobs, u)
-        if chain.stateful:  # a group of one: its rules follow the token drawn
-            chain.observe(picked, logprobs)
-        tokens = picked.tolist()
-        chosen = logprobs.gather(1, torch.tensor(tokens)[:, None])[:, 0].tolist()
-        ents = entropy(logprobs).tolist()
-        for job, token, lp, ent in zip(group, tokens, chosen, ents, strict=True):
-            self._emit(job, token, lp, ent)
-
-    def _emit(self, job: Job, token: int, logprob: float, ent: float) -> None:
-        job.history.append(token)
+    def _emit(self, job: Job, stream: Stream) -> None:
+        t = stream.made - 1
+        token = int(stream.history[0, len(job.ids) + t])
         piece = self.pieces[token]
         before = len(job.text)
         job.text += piece
-        job.made += 1
-        job.send(
+        self._send(
+            job,
             {
                 "event": "token",
-                "index": job.made - 1,
+                "index": t,
                 "id": token,
                 "token": piece,
-                "logprob": logprob,
-                "entropy": ent,
-            }
+                "logprob": float(stream.logprobs[0, t]),
+                "entropy": float(stream.entropies[0, t]),
+            },
         )
         hit = job.watcher.find(job.text, before) if job.watcher.stops else None
         if hit is not None:
             job.text = job.text[: hit[0]]
             self._finish(job, "stop", hit[1])
-        elif job.chain.ends_rows and bool(job.chain.done()[0]):  # type: ignore[index]
+        elif job.chain.ends_rows and bool(job.chain.done_rows()[0]):  # type: ignore[index]
             self._finish(job, "regex")  # a complete match that cannot go on (a group of one)
-        elif job.made >= job.length:
+        elif stream.full:
             self._finish(job, "length")
 
     def _finish(self, job: Job, reason: str, stop: str | None = None) -> None:
         if self._end(job):
-            job.send(
+            self._send(
+                job,
                 {
                     "event": "done",
                     "stop_reason": reason,
                     "stop": stop,
                     "text": job.text,
-                    "tokens": job.made,
+                    "tokens": job.stream.made if job.stream is not None else 0,
                     # with a regex: whether the text matches it in full (None without)
                     "matched": constraints.matches(job.chain.cfg, job.text),
-                }
+                },
             )
 
     def _fail(self, job: Job, exc: BaseException) -> None:
         if self._end(job):
-            job.send({"event": "error", "detail": failure_line(exc)})
+            self._send(job, {"event": "error", "detail": failure_line(exc)})
 
     def _end(self, job: Job) -> bool:
         """Take ``job`` out of the loop and free its slot, once; False if it had ended already.
@@ -345,9 +329,38 @@ class Batcher:
         for place in (self._reading, self._active):
             if job in place:
                 place.remove(job)
+        if job.stream is not None and not job.ended:
+            self._gone.append(job.stream)
         with self._lock:
             if job.ended:
                 return False
             job.ended = True
             self._count -= 1
         return True
+
+    def _drop_gone(self) -> None:
+        """Drop the rows of ended requests from the loop (one gather for all of them)."""
+        if self._gone:
+            gone, self._gone = self._gone, []
+            self.tokens.remove(gone)
+
+    def _send(self, job: Job, event: dict[str, Any]) -> None:
+        self._outbox.append((job, event))
+
+    def _flush(self) -> None:
+        """Hand this turn's events to their event loops: one call per loop, in order."""
+        if not self._outbox:
+            return
+        out, self._outbox = self._outbox, []
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Job, dict[str, Any]]]] = {}
+        for job, event in out:
+            by_loop.setdefault(job.loop, []).append((job, event))
+        for loop, items in by_loop.items():
+            # a closed event loop means the server is gone and nobody listens
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_deliver, items)
+
+
+def _deliver(items: list[tuple[Job, dict[str, Any]]]) -> None:
+    for job, event in items:
+        job.events.put_nowait(event)
