@@ -19,7 +19,6 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pytest
-import torch
 
 pytest.importorskip("fastapi", reason="the serve extra (fastapi, uvicorn) is not installed")
 openai = pytest.importorskip("openai", reason="the test extra's openai client is not installed")
@@ -417,9 +416,9 @@ def slow_app(trained_run: Path) -> Iterator[tuple[Any, str]]:
     stepper = app.state.batcher.stepper
     real = stepper.step
 
-    def slow(last: torch.Tensor, state: Any, clamps: Any = None) -> Any:
+    def slow(last: Any) -> Any:
         time.sleep(0.01)
-        return real(last, state, clamps)
+        return real(last)
 
     stepper.step = slow
     try:

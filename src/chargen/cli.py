@@ -532,9 +532,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         import uvicorn
 
         from chargen.server.app import ServerLimits, create_app
+        from chargen.server.threads import use_threads
     except ImportError:
         raise ConfigError(
-            "serving needs FastAPI and uvicorn: pip install 'chargen[serve]'"
+            "serving needs FastAPI, uvicorn and threadpoolctl: pip install 'chargen[serve]'"
         ) from None
     if not 1 <= args.port <= 65535:
         raise ConfigError(f"--port must be in [1, 65535], got {args.port}")
@@ -548,9 +549,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     if not (math.isfinite(args.follow) and args.follow >= 0):
         raise ConfigError(f"--follow must be a number of seconds >= 0, got {args.follow}")
+    threads = use_threads(args.threads)
     app = create_app(args.run_dir, limits, args.cors_origin, follow_s=args.follow or None)
     print(
-        f"chargen: serving {args.run_dir} on http://{args.host}:{args.port}/ (API docs at /docs)",
+        f"chargen: serving {args.run_dir} on http://{args.host}:{args.port}/ (API docs at /docs; "
+        f"{threads} compute thread{'s' if threads > 1 else ''})",
         file=sys.stderr,
     )
     # SIGTERM ends the server within about 2 s whatever is in flight: uvicorn waits at most
@@ -942,6 +945,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=2.0,
         metavar="SECONDS",
         help="while the run trains, look this often for a new best and serve it (0: never)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="threads of the model step (default: one less than the cores, at least 1: the "
+        "other core writes to the clients)",
     )
     p.set_defaults(func=cmd_serve)
 

@@ -10,18 +10,16 @@ JSON (``{"detail": "..."}``; OpenAI's ``{"error": {...}}`` on the OpenAI-compati
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import logging
 import math
 import time
-import typing
 import warnings
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from fastapi import FastAPI, HTTPException, Request
@@ -29,22 +27,26 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from chargen import checkpoint as ckpt
 from chargen.chain import SamplingChain
 from chargen.clamp import Clamps
 from chargen.errors import ChargenError
-from chargen.fields import help_of
 from chargen.generate import encode_prompt, start_token
-from chargen.inspect_next import next_logits
+from chargen.inspect_next import next_distribution
 from chargen.models import TransformerLanguageModel
-from chargen.sampling import SamplingConfig
 from chargen.score import SURPRISAL_SCALE, score_text
 from chargen.server.batcher import Batcher, Job, QueueFull, failure_line
+from chargen.server.beams_route import add_beam_routes
 from chargen.server.body import BoundedBody
 from chargen.server.live import WeightsFollower, served_file, weights_info
 from chargen.server.neurons_route import add_neuron_routes
+from chargen.server.requests import (
+    DistributionRequest,
+    GenerateRequest,
+    ScoreRequest,
+    sampling_of,
+)
 from chargen.server.seed_text import seed_text
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -68,132 +70,10 @@ class ServerLimits:
     max_choices: int = 16  # /v1/completions: choices per request (prompts times n)
 
 
-MAX_SEED = 2**64 - 1  # seeds are taken mod 2**64 (rng.py); larger ones only alias
-
-
-def _no_lone_surrogates(value: str) -> str:
-    """A JSON ``\\ud800`` escape decodes to a lone surrogate, which no text can hold."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError(
-            "holds a lone UTF-16 surrogate (\\ud800-\\udfff), not a character"
-        ) from None
-    return value
-
-
-class _RequestFields(BaseModel):
-    """What /v1/generate takes besides the sampling fields (added below)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    prompt: str = Field("", description="text to continue")
-    length: int = Field(400, ge=0, description="tokens to generate (the CLI's --length)")
-    seed: int = Field(0, ge=0, le=MAX_SEED, description="the same seed and settings, the same text")
-    stop: list[str] = Field(default_factory=list, description="end the text at any of these")
-    stream: bool = Field(False, description="server-sent events: one per token, then done")
-
-    @field_validator("prompt")
-    @classmethod
-    def _text(cls, value: str) -> str:
-        return _no_lone_surrogates(value)
-
-    @field_validator(
-        "stop", "ban_strings", "logit_bias", "dry_sequence_breakers", check_fields=False
-    )
-    @classmethod
-    def _stops(cls, value: Any) -> Any:
-        return type(value)(_no_lone_surrogates(v) for v in value)
-
-    @field_validator("regex", "ban_chars", check_fields=False)
-    @classmethod
-    def _pattern(cls, value: str | None) -> str | None:
-        return value if value is None else _no_lone_surrogates(value)
-
-
-def _sampling_fields() -> dict[str, Any]:
-    """SamplingConfig's fields as pydantic fields: the same names, defaults and help (their
-    ranges are checked by ``SamplingConfig.validate``, one line naming the field)."""
-    hints = typing.get_type_hints(SamplingConfig)
-    return {
-        f.name: (hints[f.name], Field(f.default, description=help_of(f)))
-        for f in dataclasses.fields(SamplingConfig)
-    }
-
-
-if TYPE_CHECKING:
-
-    class _SamplingFields(BaseModel):
-        """What a type checker sees of the sampling fields, which create_model adds below."""
-
-        def __getattr__(self, name: str) -> Any: ...
-
-    class GenerateRequest(_RequestFields, _SamplingFields):
-        pass
-
-else:
-    # /v1/generate's request: its own fields and every sampling field, described once (fields.py)
-    GenerateRequest = create_model("GenerateRequest", __base__=_RequestFields, **_sampling_fields())
-
-
-class ScoreRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    text: str
-
-    @field_validator("text")
-    @classmethod
-    def _text(cls, value: str) -> str:
-        return _no_lone_surrogates(value)
-
-
-class _DistributionFields(BaseModel):
-    """What /v1/distribution takes besides the sampling fields (added below)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    prompt: str = ""
-    top: int = Field(400, ge=1, le=5000)  # the model's likeliest tokens at T = 1
-    xray_top: int = Field(10, ge=1, le=1000)  # the likeliest tokens of each X-ray stage
-
-    @field_validator("prompt")
-    @classmethod
-    def _text(cls, value: str) -> str:
-        return _no_lone_surrogates(value)
-
-    @field_validator("ban_strings", "logit_bias", "dry_sequence_breakers", check_fields=False)
-    @classmethod
-    def _texts(cls, value: Any) -> Any:
-        return type(value)(_no_lone_surrogates(v) for v in value)
-
-    @field_validator("regex", "ban_chars", check_fields=False)
-    @classmethod
-    def _pattern(cls, value: str | None) -> str | None:
-        return value if value is None else _no_lone_surrogates(value)
-
-
-if TYPE_CHECKING:
-
-    class DistributionRequest(_DistributionFields, _SamplingFields):
-        pass
-
-else:
-    # The context and GenerateRequest's sampling fields, by the same names, defaults and checks
-    # (one definition: a sampling field added to GenerateRequest is taken here too).
-    DistributionRequest = create_model(
-        "DistributionRequest",
-        __base__=_DistributionFields,
-        **{
-            name: (field.annotation, field)
-            for name, field in GenerateRequest.model_fields.items()
-            if name in SamplingConfig.__dataclass_fields__
-        },
-    )
-
-
-def _sampling(req: GenerateRequest | DistributionRequest) -> SamplingConfig:
-    fields = SamplingConfig.__dataclass_fields__
-    return SamplingConfig(**{k: getattr(req, k) for k in fields}).validate()
+STREAM_WRITE_S = 0.025
+"""Least time between two writes of one event stream: the first token goes out at once, later
+ones in writes of what arrived meanwhile (at most 40 a second, far above reading speed), so
+the server's HTTP loop does not write each token of 64 streams on its own."""
 
 
 def _validation_line(exc: RequestValidationError) -> str:
@@ -433,7 +313,7 @@ def create_app(
         """Check ``req``, build its chain (``chain_type(cfg, vocab=...)``) and submit its job;
         also the warnings of reading its prompt. /v1/completions makes its jobs here too."""
         check_caps(req)
-        cfg = _sampling(req)
+        cfg = sampling_of(req)
         # a regex automaton can take a moment to build on a large vocabulary: off the event
         # loop, so other requests are answered meanwhile
         chain = await asyncio.to_thread(chain_type, cfg, vocab=batcher.pieces)
@@ -534,16 +414,14 @@ def create_app(
             raise ChargenError(
                 f"prompt must be at most {limits.max_prompt_chars} characters on this server"
             )
-        sampling = _sampling(req)
-        chain = SamplingChain(sampling, vocab=batcher.pieces)
+        sampling = sampling_of(req)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if req.prompt:
                 encode_prompt(tokenizer, req.prompt, "drop")  # refuses an all-unknown prompt
             with batcher.weights_lock:
-                ids, logits = next_logits(model, tokenizer, req.prompt, "drop", sampling.clamp)
-        with torch.inference_mode():
-            xray = chain.xray(logits, torch.tensor([ids], dtype=torch.long))
+                found = next_distribution(model, tokenizer, req.prompt, sampling, "drop")
+        xray = found.stages
         logp = xray[0][1][0]
         top = torch.topk(logp, min(req.top, logp.numel()))
         return {
@@ -557,6 +435,7 @@ def create_app(
     model_id = run.resolve().name or "chargen"
     add_openai_routes(app, model_id=model_id, limits=limits, batcher=batcher, make_job=make_job)
     add_neuron_routes(app, model, tokenizer, batcher.weights_lock, model_id)
+    add_beam_routes(app, model, tokenizer, batcher.weights_lock, limits)
     return app
 
 
@@ -599,11 +478,23 @@ async def _events(job: Job, notes: list[str]) -> AsyncIterator[str]:
     try:
         for note in notes:
             yield f"event: warning\ndata: {json.dumps({'warning': note})}\n\n"
+        clock = asyncio.get_running_loop().time
+        written = -STREAM_WRITE_S
         while True:
-            event = await job.events.get()
-            kind = event.pop("event")
-            event.pop("status", None)
-            yield f"event: {kind}\ndata: {json.dumps(event, ensure_ascii=False)}\n\n"
+            # what has arrived since the last write goes out in one write
+            events = [await job.events.get()]
+            wait = written + STREAM_WRITE_S - clock()
+            if wait > 0 and events[0]["event"] == "token":
+                await asyncio.sleep(wait)
+            while not job.events.empty() and events[-1]["event"] == "token":
+                events.append(job.events.get_nowait())
+            chunk = []
+            for event in events:
+                kind = event.pop("event")
+                event.pop("status", None)
+                chunk.append(f"event: {kind}\ndata: {json.dumps(event, ensure_ascii=False)}\n\n")
+            yield "".join(chunk)
+            written = clock()
             if kind in ("done", "error"):
                 return
     finally:

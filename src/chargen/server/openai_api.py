@@ -68,6 +68,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
+import numpy as np
 import torch
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -79,9 +80,10 @@ from chargen.errors import ChargenError
 from chargen.generate import StopWatcher
 from chargen.sampling import SamplingConfig
 from chargen.score import CHUNK
-from chargen.server.app import MAX_SEED, GenerateRequest, ServerLimits, _watch
+from chargen.server.app import ServerLimits, _watch
 from chargen.server.batcher import Batcher, Job, failure_line
 from chargen.server.body import send_json
+from chargen.server.requests import MAX_SEED, GenerateRequest
 
 log = logging.getLogger("chargen.server")
 
@@ -233,7 +235,8 @@ class _TopTokens(SamplingChain):
     Its key is its own, so the batcher gives its request a pass of the chain of its own (as it
     does for any chain that reads its history): every ``logprobs`` call is then this request's
     row alone, one call per token drawn, and ``tops[i]`` belongs to the token of index ``i``.
-    The list grows on the batcher's thread before that token's event is sent.
+    The list grows on the batcher's thread (``logprobs_arrays``, which every draw calls)
+    before that token's event is sent.
     """
 
     def __init__(
@@ -245,9 +248,9 @@ class _TopTokens(SamplingChain):
         self.pieces = list(vocab or [])
         self.tops: list[tuple[list[int], list[float]]] = []
 
-    def logprobs(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
-        out = super().logprobs(logits, history)
-        values, ids = torch.topk(out[0], min(self.top, out.shape[-1]))
+    def logprobs_arrays(self, logits: np.ndarray, history: np.ndarray) -> np.ndarray:
+        out = super().logprobs_arrays(logits, history)
+        values, ids = torch.topk(torch.from_numpy(out[0]), min(self.top, out.shape[-1]))
         self.tops.append((ids.tolist(), values.tolist()))
         return out
 
