@@ -6,7 +6,7 @@
 
 import { hide, refreshSection, registerView, setEndContext } from "./inspect.js";
 import {
-  continueWrite, enterWrite, refreshChoices, runColumns, setupWrite, writeKey,
+  continueWrite, enterWrite, refreshChoices, runColumns, setupWrite, showVary, writeKey,
 } from "./modes.js";
 import {
   chosenSeed, describeGroups, examplePrompts, generateBody, resetSettings, restoreURL,
@@ -102,8 +102,7 @@ function offerNeurons(view) {
 
 async function generateColumns(signal) {
   setStatus("generating the columns…");
-  const seed = await runColumns(signal, (text, kind) => addWarning(text, kind));
-  setStatus(`done: every column, seed ${seed}`);
+  setStatus(await runColumns(signal, (text, kind) => addWarning(text, kind)));
 }
 
 async function continueText(signal) {
@@ -408,6 +407,8 @@ async function init() {
   document.querySelector(".controls").addEventListener("input", settingsChanged);
   document.querySelector(".controls").addEventListener("change", settingsChanged);
   $("temps").addEventListener("input", settingsChanged);
+  for (const id of ["samples", "beams", "length_penalty"]) $(id).addEventListener("input", settingsChanged);
+  $("vary").addEventListener("change", () => { showVary(); settingsChanged(); });
   $("write-text").addEventListener("change", settingsChanged);
   $("write-text").addEventListener("input", () => {
     clearTimeout(urlTimer);
@@ -450,6 +451,7 @@ async function init() {
     pending = true;
     requestAnimationFrame(() => { pending = false; drawCurves(); });
   }).observe(document.querySelector("main"));
+  showVary();
   setMode(mode || "generate");
   document.body.dataset.ready = "1";
 }

@@ -1,11 +1,13 @@
-// The two other modes: the same prompt at several temperatures side by side (parallel streams
-// of /v1/generate, which the server's batcher serves with one model step per token for all),
+// The two other modes: the same prompt side by side, at several temperatures or seeds (parallel
+// streams of /v1/generate, which the server's batcher serves with one model step per token for
+// all) or as the best beams (/v1/beams),
 // and writing with the model (pick the next token from its choices, type, undo, continue).
 
 import { fetchDistribution, forgetView, registerView } from "./inspect.js";
-import { chosenSeed, generateBody, samplingBody } from "./settings.js";
+import { chosenSeed, generateBody, lengthAsked, samplingBody } from "./settings.js";
 import {
-  $, NextNoun, contextTail, doneLine, percent, plural, shared, streamGenerate, tokenLabel, tokenSpan,
+  $, NextNoun, contextTail, doneLine, percent, plural, postJSON, shared, streamGenerate, tokenLabel,
+  tokenSpan,
 } from "./util.js";
 
 // ---------------------------------------------------------------- side by side
@@ -21,35 +23,69 @@ export function parseTemperatures(text) {
   return temps;
 }
 
-// One column per temperature, all streaming at once; resolves when every column has ended.
+// Show the inputs of the kind of columns chosen (temperatures, samples, beams).
+export function showVary() {
+  const vary = $("vary").value;
+  for (const el of document.querySelectorAll("#mode-compare [data-vary]")) el.hidden = el.dataset.vary !== vary;
+}
+
+export function parseCount(id, most) {
+  const text = $(id).value.trim();
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1 || n > most) throw new Error(`${id} must be a whole number from 1 to ${most}, got "${text}"`);
+  return n;
+}
+
+// A column: its heading, a status line and the text; appended to #columns.
+function column(title, data) {
+  const col = document.createElement("article");
+  col.className = "column";
+  Object.assign(col.dataset, data);
+  const head = document.createElement("h3");
+  head.textContent = title;
+  const status = document.createElement("p");
+  status.className = "hint column-status";
+  status.textContent = "waiting…";
+  const text = document.createElement("div");
+  text.className = "gen";
+  col.append(head, status, text);
+  $("columns").appendChild(col);
+  return { col, status, text };
+}
+
+// The columns of the choice in #vary, all at once; resolves when every column has ended, with
+// what the status line says.
 export async function runColumns(signal, report) {
-  const temps = parseTemperatures($("temps").value);
-  const seed = chosenSeed();
+  const vary = $("vary").value;
   const prompt = $("prompt").value;
   const sampling = samplingBody();
   const holder = $("columns");
   holder.querySelectorAll(".gen").forEach(forgetView);
   holder.textContent = "";
+  holder.dataset.columns = vary;
+  if (vary === "beams") return runBeams(signal, prompt, sampling);
+  const seed = chosenSeed();
   holder.dataset.seed = seed;
-  $("compare-seed").textContent = `seed ${seed}, after ${contextTail(prompt, 40)}`;
-  const runs = temps.map((t) => {
-    const col = document.createElement("article");
-    col.className = "column";
-    col.dataset.temperature = String(t);
-    const head = document.createElement("h3");
-    head.textContent = `T = ${t.toFixed(2)}`;
-    const status = document.createElement("p");
-    status.className = "hint column-status";
-    status.textContent = "waiting…";
-    const text = document.createElement("div");
-    text.className = "gen";
-    text.setAttribute("aria-label", `text at temperature ${t}; arrow keys inspect each ${shared.per}`);
-    col.append(head, status, text);
-    holder.appendChild(col);
-    const view = { prompt, pieces: [], sampling: { ...sampling, temperature: t }, base: sampling };
+  let plan;
+  if (vary === "seed") {
+    const n = parseCount("samples", MAX_COLUMNS);
+    const seeds = Array.from({ length: n }, (_, i) => ((BigInt(seed) + BigInt(i)) % (1n << 64n)).toString());
+    plan = seeds.map((s) => ({ title: `seed ${s}`, data: { seed: s }, seed: s, sampling }));
+    $("compare-seed").textContent = `seeds ${seeds[0]} to ${seeds[n - 1]}, after ${contextTail(prompt, 40)}`;
+  } else {
+    const temps = parseTemperatures($("temps").value);
+    plan = temps.map((t) => ({
+      title: `T = ${t.toFixed(2)}`, data: { temperature: String(t) }, seed, sampling: { ...sampling, temperature: t },
+    }));
+    $("compare-seed").textContent = `seed ${seed}, after ${contextTail(prompt, 40)}`;
+  }
+  const runs = plan.map((p) => {
+    const { col, status, text } = column(p.title, p.data);
+    text.setAttribute("aria-label", `${p.title}; arrow keys inspect each ${shared.per}`);
+    const view = { prompt, pieces: [], sampling: p.sampling, base: sampling };
     registerView(text, view);
-    const body = generateBody(prompt, view.sampling);
-    return streamGenerate(body, seed, signal, (kind, data) => {
+    const body = generateBody(prompt, p.sampling);
+    return streamGenerate(body, p.seed, signal, (kind, data) => {
       if (kind === "token") {
         text.appendChild(tokenSpan(data, view.pieces.length));
         view.pieces.push(data.token);
@@ -71,7 +107,27 @@ export async function runColumns(signal, report) {
   const results = await Promise.allSettled(runs);
   const failed = results.find((r) => r.status === "rejected");
   if (failed) throw failed.reason;
-  return seed;
+  return vary === "seed" ? `done: ${plural(plan.length, "sample")} from seed ${seed}` : `done: every column, seed ${seed}`;
+}
+
+// POST /v1/beams: the best beams, best first, one column each with its score.
+async function runBeams(signal, prompt, sampling) {
+  const beams = parseCount("beams", 16);
+  const penalty = Number($("length_penalty").value.trim() || "1");
+  if (!Number.isFinite(penalty)) throw new Error(`the length penalty must be a number, got "${$("length_penalty").value}"`);
+  const { temperature, ...rules } = sampling; // beam search has no temperature
+  $("compare-seed").textContent = `beam search, after ${contextTail(prompt, 40)}`;
+  const body = { ...rules, prompt, length: lengthAsked(), beams, length_penalty: penalty };
+  const found = (await postJSON("/v1/beams", body, signal)).beams;
+  if (!found.length) return "no beam completed its constraint within the length asked";
+  found.forEach((beam, i) => {
+    const { col, status, text } = column(`beam ${i + 1}`, { score: String(beam.score), text: beam.text, done: "1" });
+    text.textContent = beam.text;
+    text.classList.add("plain");
+    const scale = penalty === 1 ? `nats per ${shared.per}` : `Σ log p / length^${penalty}, nats`;
+    status.textContent = `score ${beam.score.toFixed(3)} (${scale}), ${plural(beam.tokens, shared.per)}`;
+  });
+  return `done: ${plural(found.length, "beam")}, best first`;
 }
 
 // ---------------------------------------------------------------- writing with the model

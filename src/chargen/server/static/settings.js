@@ -90,6 +90,13 @@ export function resetSettings() {
 // seed keeps it (the same seed and settings give the same text).
 export function urlControls() { return [...document.querySelectorAll("[data-url]")]; }
 
+// A control's value as the page first had it (a <select> has no defaultValue: its option so).
+function defaultOf(el) {
+  if (el.tagName !== "SELECT") return el.defaultValue;
+  const first = [...el.options].find((o) => o.defaultSelected) || el.options[0];
+  return first ? first.value : "";
+}
+
 // A value longer than this stays out of the link (a server refuses very long addresses);
 // the ids of those left out are returned.
 const URL_VALUE_MOST = 2000;
@@ -99,7 +106,7 @@ export function saveURL(mode) {
   const left = [];
   if (mode !== "generate") params.set("mode", mode);
   for (const el of urlControls()) {
-    if (el.value === el.defaultValue) continue;
+    if (el.value === defaultOf(el)) continue;
     if (el.value.length > URL_VALUE_MOST) left.push(el.id);
     else params.set(el.id, el.value);
   }
