@@ -13,10 +13,14 @@ version (``chargen/numpy_rules.py``), so each chain is drawn without a torch pro
 bar for a full chain is 5,000 chars/s). It checks that the ``torch`` engine draws the same
 tokens for each chain.
 
+``--cli`` times whole ``chargen generate`` processes on a saved LSTM 128 run writing 20,000
+characters to a file, plain (temperature alone: the torch-free NumPy path) and with the full
+chain; the rate leaves out each path's start-up, measured as ``--length 1`` in the same run.
+
 ``--clock cpu`` times by the process's CPU time instead of the wall clock: on a machine whose
 core is shared with other work, it leaves out the time the others ran.
 
-    python benchmarks/generation_speed.py [--repeats 3] [--chains] [--clock wall|cpu]
+    python benchmarks/generation_speed.py [--repeats 3] [--chains | --cli] [--clock wall|cpu]
 """
 
 from __future__ import annotations
@@ -104,10 +108,52 @@ def chains(tok, repeats: int, clock=time.perf_counter, length: int = 2000) -> No
         print(f"| {name} | {speed:,.0f} | x{speed / base:.2f} | {'yes' if same else 'NO'} |")
 
 
+CLI_RULES = {  # name: generate's flags besides the run, length and seed
+    "temperature 0.8 (plain path)": ["--temperature", "0.8"],
+    "penalties, DRY, top-p, regex": [
+        *("--repetition-penalty", "1.2", "--dry-multiplier", "0.8"),
+        *("--top-p", "0.9", "--regex", "[^\\n]*"),
+    ],
+}
+
+
+def cli(repeats: int, length: int = 20_000) -> None:
+    """Whole ``chargen generate`` processes writing to a file (wall clock)."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = Path(tmp) / "corpus.txt"
+        corpus.write_text("".join(chr(40 + i) for i in range(59)) * 40, encoding="utf-8")
+        run_dir = Path(tmp) / "run"
+        train = [sys.executable, "-m", "chargen", "train", str(corpus), "--out", str(run_dir)]
+        sizes = ["--preset", "quick", "--hidden-size", "128", "--embed-dim", "64", "--steps", "1"]
+        subprocess.run([*train, *sizes], check=True, capture_output=True)
+        out = Path(tmp) / "out.txt"
+
+        def once(n: int, rules: list[str]) -> float:
+            command = [sys.executable, "-m", "chargen", "generate", str(run_dir), "--seed", "1"]
+            start = time.perf_counter()
+            with out.open("w") as sink:
+                subprocess.run([*command, "--length", str(n), *rules], check=True, stdout=sink)
+            return time.perf_counter() - start
+
+        print(
+            f"\n| LSTM 128 run, `chargen generate --length {length} > file` | whole process s "
+            "| start-up s (`--length 1`) | chars/s after start-up |\n|---|---:|---:|---:|"
+        )
+        for name, rules in CLI_RULES.items():
+            whole = statistics.median(once(length, rules) for _ in range(repeats))
+            start = statistics.median(once(1, rules) for _ in range(repeats))
+            rate = (length - 1) / (whole - start)
+            print(f"| {name} | {whole:.2f} | {start:.2f} | {rate:,.0f} |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--chains", action="store_true", help="time sampling chains instead")
+    parser.add_argument("--cli", action="store_true", help="time whole command-line processes")
     parser.add_argument("--clock", choices=list(CLOCKS), default="wall", help="what to time by")
     args = parser.parse_args()
     clock = CLOCKS[args.clock]
@@ -115,6 +161,9 @@ def main() -> int:
     tok = build_tokenizer("char", "".join(chr(40 + i) for i in range(59)))
     if args.chains:
         chains(tok, args.repeats, clock)
+        return 0
+    if args.cli:
+        cli(args.repeats)
         return 0
     names = list(WAYS)
     print(

@@ -19,6 +19,7 @@ import argparse
 import json
 import secrets
 import sys
+import time
 from typing import Any, TextIO
 
 from chargen.errors import ConfigError
@@ -239,9 +240,7 @@ def _prose_out(
             out.write(args.prompt)
             out.flush()
 
-        def emit(_: int, text: str) -> None:
-            out.write(text)
-            out.flush()
+        emit = _Writer(out)
 
         (sample,) = generate(
             model,
@@ -274,6 +273,26 @@ def _prose_out(
         out.flush()
         if report is not None:
             print(_copy_line(row, report), file=sys.stderr, flush=True)
+
+
+class _Writer:
+    """``on_text`` for a stream: a terminal sees each token at once; a file or pipe gets the
+    text in buffered writes, flushed at least every ``FLUSH_S`` (so ``| tee`` stays live)."""
+
+    FLUSH_S = 0.1
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.live = out.isatty()
+        self.flushed = time.monotonic()
+
+    def __call__(self, _row: int, text: str) -> None:
+        self.out.write(text)
+        if self.live:
+            self.out.flush()
+        elif (now := time.monotonic()) - self.flushed >= self.FLUSH_S:
+            self.out.flush()
+            self.flushed = now
 
 
 def _copy_line(row: int, report: dict[str, Any]) -> str:
