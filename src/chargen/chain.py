@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from chargen import constraints, samplers
-from chargen.numpy_draw import draw, usable
+from chargen.numpy_draw import draw
 from chargen.numpy_generation import tempered_logprobs
 from chargen.sampling import (
     NEG_INF,
@@ -50,7 +50,6 @@ from chargen.sampling import (
     check_finite_logits,
     entropy,
     logprobs_after,
-    non_finite_error,
     select_next,
 )
 
@@ -163,11 +162,10 @@ class SamplingChain:
     def draw_arrays(
         self, logits: np.ndarray, history: np.ndarray, u: np.ndarray, step: int = 0
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``draw`` on NumPy arrays (what ``token_loop`` calls): the usability check,
-        ``logprobs_arrays``, the inverse-CDF ``draw`` and ``observe`` for stateful rules.
-        The same tokens and log-probabilities as ``draw``."""
-        if not usable(logits):
-            raise non_finite_error(step)
+        """``draw`` on NumPy arrays (what ``token_loop`` calls, once it has checked the logits
+        with ``numpy_draw.usable``): ``logprobs_arrays``, the inverse-CDF ``draw`` and
+        ``observe`` for stateful rules. The same tokens and log-probabilities as ``draw``;
+        ``step`` names the token in an error."""
         lp = self.logprobs_arrays(logits, history)
         picked, chosen, ent = draw(lp, u)
         if self.stateful:

@@ -535,7 +535,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from chargen.server.threads import use_threads
     except ImportError:
         raise ConfigError(
-            "serving needs FastAPI, uvicorn and threadpoolctl: pip install 'chargen[serve]'"
+            "serving needs FastAPI and uvicorn: pip install 'chargen[serve]'"
         ) from None
     if not 1 <= args.port <= 65535:
         raise ConfigError(f"--port must be in [1, 65535], got {args.port}")

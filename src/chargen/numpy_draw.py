@@ -94,9 +94,8 @@ class TemperatureDraw:
     def draw_arrays(
         self, logits: np.ndarray, history: np.ndarray, u: np.ndarray, step: int = 0
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(ids, log p of each, entropy of each row) drawn with one uniform per row."""
-        if not usable(logits):
-            raise non_finite_error(step)
+        """(ids, log p of each, entropy of each row) drawn with one uniform per row from
+        logits the loop has checked (``usable``)."""
         if self.greedy:
             zeros = np.zeros(len(logits), dtype=np.float32)
             return logits.argmax(axis=1), zeros, zeros

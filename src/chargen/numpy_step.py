@@ -16,6 +16,7 @@ The results equal ``RNNLanguageModel.forward`` up to float32 rounding.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -341,3 +342,16 @@ def _array(part: Any) -> np.ndarray:
     if not isinstance(part, np.ndarray):
         part = part.detach().cpu().numpy()
     return part.astype(np.float32, copy=False)
+
+
+def one_blas_thread() -> contextlib.AbstractContextManager[Any]:
+    """While inside, NumPy's BLAS (OpenBLAS) runs on one thread.
+
+    Its idle threads spin-wait between calls and fight torch's thread pool (the draw's cumsum
+    and log-softmax) for the cores: on a 2-core Xeon, 256 rows of LSTM 128 drew 30,000 chars/s
+    with both pools at 2 threads and 245,000 with BLAS on one (``benchmarks/RESULTS.md``,
+    "Generation speed"). One row's draw is NumPy alone, and there BLAS threads help the step.
+    """
+    from threadpoolctl import threadpool_limits  # its own import costs nothing on the plain path
+
+    return threadpool_limits(1, user_api="blas")

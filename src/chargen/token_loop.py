@@ -75,7 +75,8 @@ class Drawer(Protocol):
     def draw_arrays(
         self, logits: np.ndarray, history: np.ndarray, u: np.ndarray, step: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(ids (B,), log p of each (B,), entropy (B,)) drawn with one uniform per row."""
+        """(ids (B,), log p of each (B,), entropy (B,)) drawn with one uniform per row from
+        ``logits`` the loop has checked (``numpy_draw.usable``)."""
         ...
 
     def done_rows(self) -> np.ndarray | None:
@@ -202,12 +203,18 @@ class TokenLoop:
         streams = self.streams
         if not streams:
             return []
-        last = (
-            streams[0].last_drawn()
-            if len(streams) == 1
-            else np.concatenate([s.last_drawn() for s in streams])
-        )
-        logits = self.stepper.step(last)
+        if len(streams) == 1:  # the command line's case, kept short: a token costs ~40 us
+            stream = streams[0]
+            logits = self.stepper.step(stream.last_drawn())
+            self.steps += 1
+            try:
+                if not usable(logits):
+                    raise non_finite_error(stream.made)
+                _draw_group([(stream, 0)], logits)
+            except Exception as exc:
+                return [StreamFailed(stream, exc)]
+            return []
+        logits = self.stepper.step(np.concatenate([s.last_drawn() for s in streams]))
         self.steps += 1
         failed: list[StreamFailed] = []
         bad = None if usable(logits) else _unusable_rows(logits)

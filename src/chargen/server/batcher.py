@@ -36,6 +36,7 @@ from chargen.clamp import Clamps
 from chargen.errors import ChargenError
 from chargen.generate import SHORT_PROMPT, StopWatcher, prompt_state, row_stepper
 from chargen.models import LanguageModel, State, build_stepper
+from chargen.numpy_step import one_blas_thread
 from chargen.token_loop import Stream, TokenLoop
 from chargen.tokenizer import Tokenizer
 
@@ -173,6 +174,10 @@ class Batcher:
     # ------------------------------------------------------------------ worker
     def _run(self) -> None:
         torch.set_grad_enabled(False)
+        with one_blas_thread():  # the NumPy step's BLAS must not fight torch's pool
+            self._loop()
+
+    def _loop(self) -> None:
         while not self._stop.is_set():
             self.heartbeat = time.monotonic()
             try:
