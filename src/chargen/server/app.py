@@ -25,8 +25,7 @@ import torch
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from chargen import checkpoint as ckpt
 from chargen.chain import SamplingChain
@@ -41,6 +40,7 @@ from chargen.server.beams_route import add_beam_routes
 from chargen.server.body import BoundedBody
 from chargen.server.live import WeightsFollower, served_file, weights_info
 from chargen.server.neurons_route import add_neuron_routes
+from chargen.server.page_routes import add_page_routes
 from chargen.server.requests import (
     DistributionRequest,
     GenerateRequest,
@@ -49,7 +49,6 @@ from chargen.server.requests import (
 )
 from chargen.server.seed_text import seed_text
 
-STATIC = Path(__file__).resolve().parent / "static"
 log = logging.getLogger("chargen.server")
 
 
@@ -123,20 +122,6 @@ def _stage(label: str, logprobs: torch.Tensor, top: int, pieces: list[str]) -> d
     }
 
 
-SWAGGER_FILES = ("swagger-ui-bundle.js", "swagger-ui.css")
-
-
-def _swagger_assets() -> Path | None:
-    """The folder of Swagger UI's files shipped by ``swagger-ui-bundle-v2`` (the serve extra),
-    None when that package is absent."""
-    try:
-        from swagger_ui_bundle import swagger_ui_path
-    except ImportError:
-        return None
-    folder = Path(str(swagger_ui_path))
-    return folder if all((folder / name).is_file() for name in SWAGGER_FILES) else None
-
-
 def create_app(
     run_dir: str | Path,
     limits: ServerLimits | None = None,
@@ -199,46 +184,7 @@ def create_app(
         log.error("request failed", exc_info=exc)
         return JSONResponse({"detail": failure_line(exc)}, status_code=500)
 
-    @app.get("/", include_in_schema=False)
-    def page() -> FileResponse:
-        return FileResponse(STATIC / "index.html")
-
-    @app.get("/static/{name}", include_in_schema=False)
-    def asset(name: str) -> FileResponse:
-        allowed = {p.name for p in STATIC.iterdir()}
-        if name not in allowed:
-            raise HTTPException(404, "no such asset")
-        return FileResponse(STATIC / name)
-
-    @app.get("/favicon.ico", include_in_schema=False)
-    def favicon() -> FileResponse:
-        return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
-
-    swagger = _swagger_assets()
-
-    @app.get("/docs", include_in_schema=False)
-    def docs() -> HTMLResponse:
-        """Swagger UI from the swagger-ui-bundle-v2 package's files (a CDN only without it)."""
-        local: dict[str, Any] = (
-            {
-                "swagger_js_url": f"/docs/{SWAGGER_FILES[0]}",
-                "swagger_css_url": f"/docs/{SWAGGER_FILES[1]}",
-            }
-            if swagger
-            else {}
-        )
-        return get_swagger_ui_html(
-            openapi_url=app.openapi_url or "/openapi.json",
-            title=f"{app.title}: API",
-            swagger_favicon_url="/favicon.ico",
-            **local,
-        )
-
-    @app.get("/docs/{name}", include_in_schema=False)
-    def docs_asset(name: str) -> FileResponse:
-        if swagger is None or name not in SWAGGER_FILES:
-            raise HTTPException(404, "no such asset")
-        return FileResponse(swagger / name)
+    add_page_routes(app)
 
     @app.get("/healthz")
     def healthz() -> JSONResponse:
