@@ -13,7 +13,7 @@ version (``chargen/numpy_rules.py``), so each chain is drawn without a torch pro
 bar for a full chain is 5,000 chars/s). It checks that the ``torch`` engine draws the same
 tokens for each chain.
 
-``--cli`` times whole ``chargen generate`` processes on a saved LSTM 128 run writing 20,000
+``--cli`` (also run by ``--chains``) times whole ``chargen generate`` processes on a saved LSTM 128 run writing 20,000
 characters to a file, plain (temperature alone: the torch-free NumPy path) and with the full
 chain; the rate leaves out each path's start-up, measured as ``--length 1`` in the same run.
 
@@ -159,8 +159,9 @@ def main() -> int:
     clock = CLOCKS[args.clock]
     print(describe())
     tok = build_tokenizer("char", "".join(chr(40 + i) for i in range(59)))
-    if args.chains:
+    if args.chains:  # the API and the command line, in one run
         chains(tok, args.repeats, clock)
+        cli(args.repeats)
         return 0
     if args.cli:
         cli(args.repeats)
