@@ -24,7 +24,7 @@ from chargen.config import TrainConfig
 from chargen.training import Budget, Trainer, lr_factor, make_budget, resume_run, start_run
 from tests.conftest import TINY, TINY_FLAGS, make_text
 
-trainer_module = importlib.import_module("chargen.training.trainer")
+trainer_module = importlib.import_module("chargen.training.loop")  # the clock fit reads
 
 # the fake clock's step durations: 10 steps of 0.5 s (5 s), then 1.25 s each, so a 30 s
 # budget (--minutes 0.5) ends exactly at step 30; binary fractions keep every sum exact

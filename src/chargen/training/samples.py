@@ -43,7 +43,7 @@ class SampleMixin:
     elapsed: float
     last_sample_elapsed: float | None
     _last_block: tuple[int, str, dict[float, str]] | None
-    _log: Callable[[dict[str, Any]], None]
+    log: Callable[[dict[str, Any]], None]
 
     def sample_texts(self) -> tuple[str, dict[float, str]]:
         """From one fixed window of the training text, a sample at each configured temperature."""
@@ -77,14 +77,14 @@ class SampleMixin:
             texts[float(temperature)] = sample.text
         return seed_text, texts
 
-    def _samples_due(self) -> bool:
+    def samples_due(self) -> bool:
         """``sample_every`` seconds since the last block (0: at epoch ends only, as the book)."""
         if self.tc.sample_every == 0:
             return False
         last = self.last_sample_elapsed
         return last is None or self.elapsed - last >= self.tc.sample_every
 
-    def _record_samples(self, full: bool = False) -> None:
+    def record_samples(self, full: bool = False) -> None:
         """Draw, log and show a block of samples; shown whole when ``full`` (the last block) or
         when blocks follow epochs (``sample_every`` 0), else compact. A block already drawn at
         this step is shown again, not drawn again."""
@@ -99,7 +99,7 @@ class SampleMixin:
         seed_text, texts = self.sample_texts()
         self._last_block = (self.step, seed_text, texts)
         for temperature, text in texts.items():
-            self._log(
+            self.log(
                 {
                     "kind": "sample",
                     "step": self.step,

@@ -8,9 +8,6 @@ uninterrupted one bit for bit on CPU.
 
 from __future__ import annotations
 
-import math
-import signal
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,22 +23,20 @@ from chargen.early_stop import EarlyStop
 from chargen.errors import ChargenError, TrainingError
 from chargen.evaluate import EvalResult, evaluate_streams, evaluate_windows, token_char_lengths
 from chargen.lines import BOUNDARY, LineBatches, evaluate_items, item_bounds, split_items
-from chargen.models import LanguageModel, build_model, count_parameters
+from chargen.models import LanguageModel, build_model
 from chargen.reporting import Reporter
 from chargen.tokenizer import Tokenizer
+from chargen.training.callbacks import Callback, default_callbacks
+from chargen.training.loop import LoopMixin
 from chargen.training.runtime import (
-    StopSignals,
     compile_for_training,
     resolve_precision,
     run_device,
 )
 from chargen.training.samples import SampleMixin, seed_text_start
-from chargen.training.schedule import lr_factor, make_budget, make_optimizer
+from chargen.training.schedule import make_budget, make_optimizer
 from chargen.training.step import StepMixin
 from chargen.training.tensorboard import TensorBoardLog, check_available
-
-TRAIN_LOG_EVERY = 25
-EPOCH_EVAL_STEPS = 100  # an epoch this long ends with an evaluation; shorter ones follow eval_every
 
 
 class TrainingInterrupted(ChargenError):
@@ -66,7 +61,7 @@ class TrainResult:
     stopped_early: str | None = None
 
 
-class Trainer(StepMixin, SampleMixin):
+class Trainer(LoopMixin, StepMixin, SampleMixin):
     """Owns the model, optimizer, batches and run directory of one training run."""
 
     def __init__(
@@ -145,6 +140,7 @@ class Trainer(StepMixin, SampleMixin):
         # the losses summed since the last train record, and how many (saved: a resume goes on)
         self.window_loss, self.window_steps = 0.0, 0
         self.seed_start = seed_text_start(self.tc.seed, len(self.train_ids))
+        self.callbacks: list[Callback] = default_callbacks()  # after each step, in order
 
     def _init_items(self, ids: np.ndarray) -> None:
         """``--lines``: whole items in batches, a fixed random share held out (lines.py)."""
@@ -265,7 +261,7 @@ class Trainer(StepMixin, SampleMixin):
         )
 
     # ----------------------------------------------------------------- events
-    def _record_eval(self, train_loss: float, chars_per_s: float) -> None:
+    def record_eval(self, train_loss: float, chars_per_s: float) -> None:
         """Rank 0 evaluates, logs and keeps the best weights; other ranks go on to the next step."""
         self._last_eval_step = self.step
         if not self.world.is_main:
@@ -285,7 +281,7 @@ class Trainer(StepMixin, SampleMixin):
             "chars_per_s": chars_per_s,
             "tokens_seen": self.tokens_seen,
         }
-        self._log(record)
+        self.log(record)
         self.reporter.evaluation(record)
         verdict = self.early.update(
             result.nats_per_char,
@@ -300,7 +296,7 @@ class Trainer(StepMixin, SampleMixin):
                 {"step": self.step, "val_nats_per_char": result.nats_per_char},
             )
         if verdict.notice:
-            self._log({"kind": "notice", "step": self.step, "text": verdict.notice})
+            self.log({"kind": "notice", "step": self.step, "text": verdict.notice})
             self.reporter.message(f"note: {verdict.notice}")
         budget_over = self.budget.done(self.step, self.elapsed)  # then it is no early stop
         if verdict.stop and not self.stopped_early and not budget_over:  # the first reason stands
@@ -313,132 +309,8 @@ class Trainer(StepMixin, SampleMixin):
     def epoch_float(self) -> float:
         return round(self.epoch + self.step_in_epoch / self.steps_per_epoch, 4)
 
-    # ----------------------------------------------------------------- loop
-    def fit(self, stop_at_step: int | None = None) -> TrainResult:
-        """Train until the budget (or ``stop_at_step``) is reached; checkpoint, evaluate, sample."""
-        if self.tc.log == "tensorboard" and self.world.is_main:
-            # a resume hides events a killed process logged after the checkpoint's step
-            self.tb = TensorBoardLog(self.run, purge_step=self.step + 1 if self.step else None)
-        try:
-            return self._fit(stop_at_step)
-        finally:
-            if self.tb is not None:
-                self.tb.close()
-                self.tb = None
-
-    def _fit(self, stop_at_step: int | None) -> TrainResult:
-        self._last_saved = self.step
-        self.reporter.start(
-            {
-                "parameters": f"{count_parameters(self.model):,}",
-                "vocab": self.tokenizer.vocab_size,
-                **self._split_info(),
-                "steps/epoch": self.steps_per_epoch,
-                "budget": self._budget_text(),
-                "device": self.device.type,
-                "precision": self.precision,
-                "threads": torch.get_num_threads(),
-                "processes": self.world.size,
-            }
-        )
-        self.model.train()
-        self.last_sample_elapsed = self.elapsed  # the first block comes sample_every s in
-        signals = StopSignals()
-        last_loss = float("nan")
-        speed_seconds, speed_tokens = 0.0, 0
-        chars_per_s = 0.0
-        clock = time.perf_counter() - self.elapsed
-        with signals.installed():
-            try:
-                done = self.budget.done(self.step, self.elapsed)
-                while not done:
-                    if stop_at_step is not None and self.step >= stop_at_step:
-                        break
-                    if self.step_in_epoch >= self.steps_per_epoch:
-                        self._end_epoch(self.window_mean(), chars_per_s)
-                    scale = lr_factor(
-                        self.tc, self.step, self.budget.fraction(self.step, self.elapsed)
-                    )
-                    for group in self.optimizer.param_groups:
-                        group["lr"] = self.tc.lr * scale * self.lr_scale
-                    step_start = time.perf_counter()
-                    last_loss = (
-                        self._compiled_step()
-                        if self.tc.compile
-                        else self.train_step(self.epoch, self.step_in_epoch)
-                    )
-                    step_seconds = time.perf_counter() - step_start
-                    speed_seconds += step_seconds
-                    self.step += 1
-                    self.step_in_epoch += 1
-                    step_tokens = self.batches.tokens_per_step * self.tc.grad_accum  # all ranks
-                    self.tokens_seen += step_tokens
-                    speed_tokens += step_tokens
-                    if math.isfinite(last_loss):  # a skipped batch (--on-nan skip) has no loss
-                        self.window_loss += last_loss
-                        self.window_steps += 1
-                    self.elapsed = time.perf_counter() - clock
-                    # throughput of the training steps alone, over windows of about 0.5 s
-                    chars_per_s = speed_tokens / max(speed_seconds, 1e-9)
-                    if speed_seconds > 0.5:
-                        speed_seconds, speed_tokens = 0.0, 0
-                    total = self.budget.steps
-                    self.reporter.progress(
-                        self.step,
-                        total,
-                        self.budget.fraction(self.step, self.elapsed),
-                        last_loss,
-                        chars_per_s,
-                    )
-                    if self.step % TRAIN_LOG_EVERY == 0:
-                        self._log(
-                            {
-                                "kind": "train",
-                                "step": self.step,
-                                "epoch": self.epoch_float(),
-                                "elapsed": round(self.elapsed, 3),
-                                "loss": self.window_mean(),
-                                "lr": self.optimizer.param_groups[0]["lr"],
-                                "chars_per_s": chars_per_s,
-                            }
-                        )
-                        train_avg = self.window_mean()
-                        self.window_loss, self.window_steps = 0.0, 0
-                    else:
-                        train_avg = last_loss
-                    if self.step % self.tc.eval_every == 0:
-                        self._record_eval(train_avg, chars_per_s)
-                    if self._samples_due():
-                        self._record_samples()
-                    if (
-                        self.step % self.tc.checkpoint_every == 0
-                        or self.step % self.tc.eval_every == 0
-                    ):
-                        self._checkpoint()
-                    # every rank takes the same decision: stop if any rank's budget or signal says so
-                    budget_done, signum = self.world.any(
-                        float(
-                            self.budget.done(self.step, self.elapsed) or bool(self.stopped_early)
-                        ),
-                        float(signals.signum or 0),
-                        device=self.device,
-                    )
-                    if signum:
-                        self._checkpoint()
-                        raise self._interrupted(int(signum))
-                    done = bool(budget_done)
-            finally:
-                self.reporter.close()
-        if self.step_in_epoch >= self.steps_per_epoch and not self.stopped_early:
-            self._end_epoch(last_loss, chars_per_s, final=True)
-        else:  # the end of the budget: a last evaluation (unless one just ran) and samples
-            if self._last_eval_step != self.step:
-                self._record_eval(last_loss, chars_per_s)
-            self._record_samples(full=True)
-        self._checkpoint()
-        if self.stopped_early:
-            self._log({"kind": "notice", "step": self.step, "text": self.stopped_early})
-            self.reporter.message(self.stopped_early)
+    def result(self) -> TrainResult:
+        """How the run stands: what ``fit`` returns."""
         return TrainResult(
             self.run,
             self.step,
@@ -450,11 +322,7 @@ class Trainer(StepMixin, SampleMixin):
             self.stopped_early,
         )
 
-    def _budget_text(self) -> str:
-        if self.budget.seconds is not None:
-            return f"{self.budget.seconds / 60:g} min"
-        epochs = self.budget.steps / self.steps_per_epoch if self.budget.steps else 0
-        return f"{self.budget.steps:,} steps ({epochs:.3g} epochs)"
+    _last_eval_step = -1
 
     def _split_info(self) -> dict[str, Any]:
         if not self.lines:
@@ -464,36 +332,14 @@ class Trainer(StepMixin, SampleMixin):
             }
         return {"items": f"{len(self.train_items):,} train, {len(self.val_items):,} val (--lines)"}
 
-    _last_eval_step = -1
-
-    def _end_epoch(self, train_loss: float, chars_per_s: float, final: bool = False) -> None:
-        """A long epoch ends with an evaluation and (``sample_every`` 0) samples, as the book's
-        program does; a short one (a small corpus) leaves both to the step and sample clocks."""
-        self.epoch += 1
-        self.step_in_epoch = 0
-        self.carry = None
-        long_epoch = self.steps_per_epoch >= min(EPOCH_EVAL_STEPS, self.tc.eval_every)
-        if (long_epoch or final) and self._last_eval_step != self.step:
-            self._record_eval(train_loss, chars_per_s)
-        if self.tc.sample_every == 0 or final:
-            self._record_samples(full=final)
-        self._checkpoint()
-
-    def _log(self, record: dict[str, Any]) -> None:
+    def log(self, record: dict[str, Any]) -> None:
+        """A record in ``metrics.jsonl`` (and TensorBoard), by rank 0 only."""
         if self.world.is_main:
             self.metrics.append(record)
             if self.tb is not None:
                 self.tb.write(record)
 
-    def _checkpoint(self) -> None:
+    def checkpoint(self) -> None:
+        """Save the checkpoint now."""
         self.save_checkpoint()
         self._last_saved = self.step
-
-    def _interrupted(self, signum: int) -> TrainingInterrupted:
-        name = "SIGINT" if signum == signal.SIGINT else "SIGTERM"
-        code = 130 if signum == signal.SIGINT else 143
-        return TrainingInterrupted(
-            f"{name}: stopped after step {self.step}, checkpoint saved in {self.run}; "
-            f"continue with: chargen train {self.config.data.source} --out {self.run} --resume",
-            code,
-        )
