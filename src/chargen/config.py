@@ -2,31 +2,42 @@
 
 ``ModelConfig`` says what network to build, ``TrainConfig`` how to train it and ``DataConfig``
 where the text comes from. Each round-trips through JSON (``to_dict`` / ``from_dict``) and the
-CLI flags map onto their fields one to one. A preset is a named pair of instances, not code.
+CLI flags map onto their fields one to one. A preset is a named pair of instances, not code
+(``presets.py``; ``Preset``, ``PRESETS``, ``DEFAULT_PRESET`` and ``get_preset`` are importable
+from here too).
 
 ``from_dict`` checks every value's type against the field's annotation (a bool is not an
 integer, an integral float such as ``64.0`` is taken as ``64``, anything else of the wrong type
 is refused) and ``validate`` checks ranges, including upper bounds on every size that decides an
 allocation, so a hostile ``config.json`` is one line of error, never a traceback or an attempt
-to allocate a terabyte.
+to allocate a terabyte (the checks themselves: ``config_checks.py``).
 """
 
 from __future__ import annotations
 
 import codecs
 import dataclasses
-import math
 import re
-import reprlib
-import types
-import typing
-from dataclasses import dataclass, field, fields
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+from chargen.config_checks import MAX_COUNT as MAX_COUNT  # importable from here, as before
+from chargen.config_checks import (
+    _check_float,
+    _check_int,
+    _check_str,
+    _from_dict,
+    _is_int,
+    _short,
+)
 from chargen.errors import ConfigError
 from chargen.fields import option
 
-T = TypeVar("T")
+if TYPE_CHECKING:  # at run time these come from presets.py on first use (it imports this module)
+    from chargen.presets import DEFAULT_PRESET as DEFAULT_PRESET
+    from chargen.presets import PRESETS as PRESETS
+    from chargen.presets import Preset as Preset
+    from chargen.presets import get_preset as get_preset
 
 MODEL_FAMILIES = ("lstm", "gru", "transformer")
 POSITION_KINDS = ("rotary", "learned")
@@ -52,53 +63,11 @@ MAX_SEQ = 1 << 16  # seq_len, maxlen
 MAX_SAMPLE_LENGTH = 1 << 20
 MAX_TEMPERATURES = 32
 MAX_THREADS = 4096
-MAX_COUNT = (1 << 62) - 1  # any other count (steps, eval_every, ...): fits int64 with room
 MAX_SEED = (1 << 63) - 1  # torch and NumPy take seeds in [0, 2**63)
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:[0-9]{1,4})?")
 
-_short = reprlib.Repr()
-_short.maxstring = _short.maxother = 40
-_short.maxlevel = 2
-
-
-def _from_dict(cls: type[T], data: dict[str, Any], what: str) -> T:
-    """Build dataclass ``cls`` from ``data``; unknown keys or a value of the wrong type are a
-    ConfigError naming ``what`` and the field."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{what}: expected an object, got {type(data).__name__}")
-    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigError(f"{what}: unknown field(s) {', '.join(_short.repr(k) for k in unknown)}")
-    hints = typing.get_type_hints(cls)
-    kwargs = {k: _typed(v, hints[k], f"{what}: {k}") for k, v in data.items()}
-    return cls(**kwargs)
-
-
-def _typed(value: Any, hint: Any, where: str) -> Any:
-    """``value`` checked against type hint ``hint`` (str, int, float, bool, X | None,
-    tuple[X, ...]); an integral float becomes an int; ConfigError naming ``where`` otherwise."""
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None:
-            return None
-        (inner,) = [a for a in typing.get_args(hint) if a is not type(None)]
-        return _typed(value, inner, where)
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where} must be a list, got {_short.repr(value)}")
-        item = typing.get_args(hint)[0]
-        return tuple(_typed(v, item, where) for v in value)
-    if hint is int and _is_int(value):
-        return value
-    if hint is int and isinstance(value, float) and _finite(value) and value.is_integer():
-        return int(value)
-    if hint is float and (_is_int(value) or isinstance(value, float)):
-        return value
-    if hint in (str, bool) and isinstance(value, hint):
-        return value
-    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
-    raise ConfigError(f"{where} must be {names.get(hint, hint)}, got {_short.repr(value)}")
+# the names of presets.py, importable from here too (see __getattr__ at the end)
+_PRESET_NAMES = frozenset({"DEFAULT_PRESET", "PRESETS", "Preset", "get_preset"})
 
 
 def estimate_parameters(config: ModelConfig) -> int:
@@ -454,168 +423,13 @@ def check_compatible(model: ModelConfig, train: TrainConfig) -> None:
         )
 
 
-@dataclass(frozen=True)
-class Preset:
-    """A named starting point: a model and a training configuration."""
+if not TYPE_CHECKING:
 
-    name: str
-    description: str
-    model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    def __getattr__(name: str) -> Any:
+        """The preset names, from ``presets.py`` (imported here on first use: it imports this
+        module for ``ModelConfig`` and ``TrainConfig``, so this module cannot import it first)."""
+        if name in _PRESET_NAMES:
+            from chargen import presets
 
-
-PRESETS: dict[str, Preset] = {
-    "auto": Preset(
-        "auto",
-        "the default: family, width, dropout, batch and learning rate chosen from the corpus "
-        "size, the budget (3 minutes unless given) and a speed probe of this machine, by the "
-        "table measured in benchmarks/RESULTS.md#auto",
-        ModelConfig(embed_dim=64, hidden_size=512, num_layers=1, dropout=0.1),
-        TrainConfig(batch_size=32, seq_len=64, lr=5e-3, minutes=3.0),
-    ),
-    "seed": Preset(
-        "seed",
-        "the seed program of DLwP 8.1: one-hot input, LSTM(128), windows of 60 every 3 chars, "
-        "RMSprop lr 0.01, batch 128, 60 epochs",
-        ModelConfig(embed_dim=0, hidden_size=128, num_layers=1, dropout=0.0),
-        TrainConfig(
-            batching="windows",
-            batch_size=128,
-            maxlen=60,
-            window_step=3,
-            optimizer="rmsprop",
-            lr=0.01,
-            weight_decay=0.0,
-            schedule="constant",
-            warmup_steps=0,
-            grad_clip=0.0,
-            precision="fp32",
-            epochs=60,
-            eval_every=1_000_000,
-            checkpoint_every=500,
-            sample_every=0.0,  # samples after every epoch, as the book's program prints them
-        ),
-    ),
-    "quick": Preset(
-        "quick",
-        "LSTM 192, short windows, high learning rate: past the seed program's two-epoch loss "
-        "on nietzsche in about 6 seconds on 2 CPU cores",
-        ModelConfig(embed_dim=64, hidden_size=192, num_layers=1, dropout=0.0),
-        TrainConfig(batch_size=32, seq_len=32, lr=2e-2, minutes=0.25),
-    ),
-    "minute": Preset(
-        "minute",
-        "LSTM 384, short windows, no dropout: the best one-minute model "
-        "(1.51 nats/char on tinyshakespeare in 71 s on 2 CPU cores)",
-        ModelConfig(embed_dim=64, hidden_size=384, num_layers=1, dropout=0.0),
-        TrainConfig(batch_size=32, seq_len=32, lr=1e-2, minutes=1.0),
-    ),
-    "small": Preset(
-        "small",
-        "LSTM 256, 1 layer: quick experiments and tests",
-        ModelConfig(embed_dim=32, hidden_size=256, num_layers=1, dropout=0.0),
-        TrainConfig(batch_size=32, seq_len=96, lr=4e-3, minutes=1.0),
-    ),
-    "demo": Preset(
-        "demo",
-        "what `chargen demo` trains: LSTM 384 for two minutes on 2 CPU cores",
-        ModelConfig(embed_dim=48, hidden_size=384, num_layers=1, dropout=0.0),
-        TrainConfig(batch_size=32, seq_len=96, lr=4e-3, minutes=2.0, eval_every=150),
-    ),
-    "medium": Preset(
-        "medium",
-        "LSTM 512, 1 layer with dropout: the default before auto (1.32 nats/char on nietzsche in 3 minutes on 2 CPU cores)",
-        ModelConfig(embed_dim=64, hidden_size=512, num_layers=1, dropout=0.1),
-        TrainConfig(batch_size=32, seq_len=64, lr=5e-3, minutes=3.0),
-    ),
-    "long": Preset(
-        "long",
-        "LSTM 512 with dropout 0.25 and weight decay 0.1: 1.42 nats/char on tinyshakespeare in 10 minutes on 2 CPU cores",
-        ModelConfig(embed_dim=64, hidden_size=512, num_layers=1, dropout=0.25),
-        TrainConfig(batch_size=32, seq_len=64, lr=5e-3, weight_decay=0.1, minutes=10.0),
-    ),
-    "transformer": Preset(
-        "transformer",
-        "decoder-only Transformer, 4 blocks x 128 wide, 4 heads, context 64, rotary, tied",
-        ModelConfig(
-            family="transformer",
-            embed_dim=128,
-            hidden_size=128,
-            num_layers=4,
-            num_heads=4,
-            context_size=64,
-            tie_weights=True,
-        ),
-        TrainConfig(batch_size=32, seq_len=64, lr=3e-3, warmup_steps=100, minutes=3.0),
-    ),
-    "large": Preset(
-        "large",
-        "LSTM 512 x 2 layers with dropout: for long runs or a GPU",
-        ModelConfig(embed_dim=128, hidden_size=512, num_layers=2, dropout=0.25),
-        TrainConfig(batch_size=64, seq_len=128, lr=2e-3, minutes=15.0),
-    ),
-}
-DEFAULT_PRESET = "auto"
-
-
-def get_preset(name: str) -> Preset:
-    """Return a fresh copy of preset ``name`` (ConfigError listing the names if unknown)."""
-    if name not in PRESETS:
-        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-    preset = PRESETS[name]
-    return Preset(
-        preset.name,
-        preset.description,
-        dataclasses.replace(preset.model),
-        dataclasses.replace(preset.train),
-    )
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _check_int(value: Any, flag: str, *, low: int, high: int = MAX_COUNT) -> None:
-    """ConfigError unless ``value`` is an int (not a bool) in ``[low, high]``."""
-    if not _is_int(value) or not low <= value <= high:
-        bound = f">= {low}" if high == MAX_COUNT else f"in [{low}, {high:,}]"
-        raise ConfigError(f"{flag} must be an integer {bound}, got {_short.repr(value)}")
-
-
-def _finite(value: float) -> bool:
-    """``math.isfinite`` that is False, not OverflowError, for an int beyond float range."""
-    try:
-        return math.isfinite(value)
-    except OverflowError:
-        return False
-
-
-def _check_str(value: Any, flag: str) -> None:
-    """ConfigError unless ``value`` is a string."""
-    if not isinstance(value, str):
-        raise ConfigError(f"{flag} must be a string, got {_short.repr(value)}")
-
-
-def _check_float(
-    value: Any,
-    flag: str,
-    *,
-    low: float | None = None,
-    high: float | None = None,
-    low_open: bool = False,
-    high_open: bool = False,
-) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and _finite(value)
-    if ok and low is not None:
-        ok = value > low if low_open else value >= low
-    if ok and high is not None:
-        ok = value < high if high_open else value <= high
-    if not ok:
-        lo = "" if low is None else ("(" if low_open else "[") + f"{low:g}"
-        hi = "" if high is None else f"{high:g}" + (")" if high_open else "]")
-        rng = (
-            f"in {lo}, {hi}"
-            if low is not None and high is not None
-            else (f"> {low:g}" if low_open else f">= {low:g}")
-        )
-        raise ConfigError(f"{flag} must be {rng}, got {_short.repr(value)}")
+            return getattr(presets, name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
