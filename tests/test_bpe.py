@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 pytest.importorskip("tokenizers")
 
 from chargen import prepare as prepare_module  # noqa: E402
-from chargen import tokenizer as tokenizer_module  # noqa: E402
+from chargen import tokenizer_plain as plain_module  # noqa: E402  (CHUNK_CHARS lives there)
 from chargen.cli import main  # noqa: E402
 from chargen.corpus import load_corpus  # noqa: E402
 from chargen.errors import ConfigError, TokenizerError  # noqa: E402
@@ -101,7 +101,7 @@ def test_round_trip_on_any_text(text: str, max_vocab: int) -> None:
 def test_encoding_in_pieces_equals_encoding_the_whole(text: str, chunk: int) -> None:
     tok = build_tokenizer("bpe", "ab ba, a\tb\n😀é " * 4)
     whole = tok.encode(text)
-    with mock.patch.object(tokenizer_module, "CHUNK_CHARS", chunk):
+    with mock.patch.object(plain_module, "CHUNK_CHARS", chunk):
         assert np.array_equal(tok.encode(text), whole)
         assert tok.to_dict() == build_tokenizer("bpe", "ab ba, a\tb\n😀é " * 4).to_dict()
 

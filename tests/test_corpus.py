@@ -7,12 +7,12 @@ import io
 import sysconfig
 import tracemalloc
 import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from chargen import corpus as corpus_module
 from chargen.corpus import (
     NAMED_CORPORA,
     NamedCorpus,
@@ -36,7 +36,7 @@ def _isolated_locations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     def no_network(url: str, timeout: float) -> None:
         raise urllib.error.URLError("network disabled in tests")
 
-    monkeypatch.setattr(corpus_module.urllib.request, "urlopen", no_network)
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
 
 
 def _one_line(err: pytest.ExceptionInfo[BaseException]) -> str:
@@ -340,7 +340,7 @@ def _serve(monkeypatch: pytest.MonkeyPatch, payload: bytes) -> list[str]:
         asked.append(url)
         return _FakeResponse(payload)
 
-    monkeypatch.setattr(corpus_module.urllib.request, "urlopen", urlopen)
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
     return asked
 
 
@@ -421,7 +421,7 @@ def test_download_failure_says_how_to_fix(
     def urlopen(url: str, timeout: float) -> None:
         raise failure()
 
-    monkeypatch.setattr(corpus_module.urllib.request, "urlopen", urlopen)
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
     for name in ("nietzsche", "tinyshakespeare"):
         with pytest.raises(CorpusError) as info:
             load_corpus(name, data_dir=str(tmp_path / "empty"), progress=False)

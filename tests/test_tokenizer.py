@@ -13,7 +13,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chargen import tokenizer as tokenizer_module
+from chargen import tokenizer_plain as plain_module  # CHUNK_CHARS and _word_pieces live there
 from chargen.corpus import load_corpus
 from chargen.errors import ConfigError, TokenizerError
 from chargen.tokenizer import (
@@ -107,7 +107,7 @@ def test_large_cjk_vocabulary() -> None:
 def test_long_text_is_encoded_in_pieces_exactly() -> None:
     """Pieces of 7 characters: every chunk edge case gives the same ids as a plain loop."""
     text = "The  cat's 42 naps,\n\n  then 😀 more!!  " * 20
-    with mock.patch.object(tokenizer_module, "CHUNK_CHARS", 7):
+    with mock.patch.object(plain_module, "CHUNK_CHARS", 7):
         for kind in ("char", "word"):
             tok = build_tokenizer(kind, text)
             expected = [tok.stoi[t] for t in tok.split(text)]
@@ -380,9 +380,9 @@ def test_drop_keeps_exactly_the_known_symbols(train: str, prompt: str) -> None:
 @settings(max_examples=100, deadline=None)
 @given(st.text(alphabet=st.sampled_from("ab ,\n\t😀é"), max_size=60), st.integers(1, 9))
 def test_word_pieces_never_split_a_token(text: str, chunk: int) -> None:
-    with mock.patch.object(tokenizer_module, "CHUNK_CHARS", chunk):
-        pieces = list(tokenizer_module._word_pieces(text))
+    with mock.patch.object(plain_module, "CHUNK_CHARS", chunk):
+        pieces = list(plain_module._word_pieces(text))
     assert "".join(pieces) == text
-    assert [t for p in pieces for t in tokenizer_module.WORD_PATTERN.findall(p)] == (
-        tokenizer_module.WORD_PATTERN.findall(text)
+    assert [t for p in pieces for t in plain_module.WORD_PATTERN.findall(p)] == (
+        plain_module.WORD_PATTERN.findall(text)
     )

@@ -11,36 +11,56 @@ Only regular files are read: a FIFO, device or socket named as a source is a one
 before any read (folders and globs skip them), and ``load_corpus`` refuses a text that would not
 fit in the memory available (``MEMORY_PER_BYTE`` bytes per byte of source), pointing at
 ``chargen prepare``, which streams.
+
+The named corpora and their locations are in ``corpus_named``, their checked downloads in
+``corpus_download``; their names stay importable from here.
 """
 
 from __future__ import annotations
 
 import codecs
-import contextlib
 import functools
 import glob
-import hashlib
-import http.client
 import os
-import sys
-import sysconfig
-import tempfile
-import urllib.error
-import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
-
-from tqdm import tqdm
 
 from chargen.atomic import available_memory, check_regular, open_regular
+from chargen.corpus_download import DOWNLOAD_BLOCK, DOWNLOAD_TIMEOUT_S, fetch_named
+from chargen.corpus_named import (
+    NAMED_CORPORA,
+    NamedCorpus,
+    _local_copy,
+    cache_dir,
+    list_corpora,
+    resolve_data_dir,
+)
 from chargen.errors import ConfigError, CorpusError, DecodeError
+
+__all__ = [
+    "BINARY_PROBE",
+    "DOWNLOAD_BLOCK",
+    "DOWNLOAD_TIMEOUT_S",
+    "ERROR_HANDLERS",
+    "MEMORY_PER_BYTE",
+    "NAMED_CORPORA",
+    "Corpus",
+    "NamedCorpus",
+    "ResolvedSource",
+    "_local_copy",
+    "cache_dir",
+    "check_decoding",
+    "check_fits_in_memory",
+    "decode_bytes",
+    "fetch_named",
+    "list_corpora",
+    "load_corpus",
+    "resolve_data_dir",
+    "resolve_source",
+]
 
 BINARY_PROBE = 8192  # a file whose first 8 KiB hold a NUL byte is taken for binary
 ERROR_HANDLERS = ("strict", "replace", "ignore")
-DOWNLOAD_TIMEOUT_S = 30
-DOWNLOAD_BLOCK = 1 << 16
 # memory per byte of source while reading and encoding it whole: the bytes, the decoded text
 # (1-4 bytes a character), int64 ids while encoding (8 a token) and the final ids
 MEMORY_PER_BYTE = 10
@@ -53,218 +73,6 @@ class Corpus:
     text: str
     name: str
     files: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class NamedCorpus:
-    """A corpus known by name: built offline, or one downloadable file with a checksum."""
-
-    name: str
-    description: str
-    encoding: str = "utf-8"
-    url: str | None = None
-    sha256: str | None = None
-    filename: str | None = None
-    build: Callable[[], tuple[str, tuple[str, ...]]] | None = None
-    list_files: Callable[[], list[Path]] | None = None  # offline files, undecodable ones skipped
-
-    @property
-    def offline(self) -> bool:
-        """True when the corpus is built from the running Python, never downloaded."""
-        return self.build is not None or self.list_files is not None
-
-
-def _python_docs() -> tuple[str, tuple[str, ...]]:
-    """pydoc_data's topic texts joined in sorted key order."""
-    from pydoc_data.topics import topics
-
-    return "\n\n".join(topics[key] for key in sorted(topics)), ()
-
-
-def _stdlib_root() -> Path:
-    return Path(sysconfig.get_paths()["stdlib"])
-
-
-def _stdlib_files() -> list[Path]:
-    """The standard library's .py files (tests included, site-packages excluded), sorted."""
-    root = _stdlib_root()
-    excluded = {"site-packages", "dist-packages", "__pycache__"}
-    files = (
-        p
-        for p in root.rglob("*.py")
-        if excluded.isdisjoint(p.relative_to(root).parts) and p.is_file()
-    )
-    return sorted(files, key=lambda p: p.relative_to(root).as_posix())
-
-
-_PY = f"{sys.version_info.major}.{sys.version_info.minor}"
-
-NAMED_CORPORA: dict[str, NamedCorpus] = {
-    "python-docs": NamedCorpus(
-        "python-docs",
-        f"Python {_PY} documentation topics (pydoc_data), ~465K chars, English prose and code, offline",
-        build=_python_docs,
-    ),
-    "python-stdlib": NamedCorpus(
-        "python-stdlib",
-        f"the running Python {_PY}'s standard-library .py files (test folders included, "
-        "site-packages excluded, files that are not UTF-8 skipped), tens of MB, offline",
-        list_files=_stdlib_files,
-    ),
-    "nietzsche": NamedCorpus(
-        "nietzsche",
-        "Nietzsche, Beyond Good and Evil (English translation): the corpus of Deep Learning "
-        "with Python 8.1, 600,902 bytes, latin-1",
-        encoding="latin-1",
-        url="https://s3.amazonaws.com/text-datasets/nietzsche.txt",
-        sha256="769ce58bf021ed0fa86232eac03867ccd275181a94caafeef56b70b16ec741ff",
-        filename="nietzsche.txt",
-    ),
-    "tinyshakespeare": NamedCorpus(
-        "tinyshakespeare",
-        "Tiny Shakespeare from char-rnn (nanoGPT's shakespeare_char), 1,115,394 bytes, utf-8",
-        url="https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
-        sha256="86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
-        filename="tinyshakespeare.txt",
-    ),
-}
-
-
-# --- where named corpora live -------------------------------------------------------------
-
-
-def resolve_data_dir(data_dir: str | None) -> Path | None:
-    """``--data-dir``, else the ``CHARGEN_DATA`` environment variable, else None."""
-    chosen = data_dir or os.environ.get("CHARGEN_DATA")
-    return Path(chosen).expanduser() if chosen else None
-
-
-def cache_dir() -> Path:
-    """``CHARGEN_CACHE``, else ``~/.cache/chargen``."""
-    chosen = os.environ.get("CHARGEN_CACHE")
-    return Path(chosen).expanduser() if chosen else Path.home() / ".cache" / "chargen"
-
-
-def list_corpora(data_dir: str | None = None) -> list[dict[str, str]]:
-    """Each named corpus: ``name``, ``description`` and ``origin`` (where it is or comes from)."""
-    return [
-        {"name": c.name, "description": c.description, "origin": _origin(c, data_dir)}
-        for c in NAMED_CORPORA.values()
-    ]
-
-
-def _origin(corpus: NamedCorpus, data_dir: str | None) -> str:
-    """The local copy's path, the URL it would be downloaded from, or how it is built."""
-    if corpus.build is not None:
-        return f"built offline from pydoc_data.topics of Python {_PY}"
-    if corpus.list_files is not None:
-        return f"read offline from {_stdlib_root()}"
-    local = _local_copy(corpus, data_dir)
-    if local is not None:
-        return str(local)
-    return f"{corpus.url} (downloaded once into {cache_dir()})"
-
-
-def _local_copy(corpus: NamedCorpus, data_dir: str | None) -> Path | None:
-    """The data dir's copy, else the cache's, else None (checksums are not checked here)."""
-    assert corpus.filename is not None
-    folder = resolve_data_dir(data_dir)
-    if folder is not None and (folder / corpus.filename).is_file():
-        return folder / corpus.filename
-    cached = cache_dir() / corpus.filename
-    return cached if cached.is_file() else None
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    try:
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    except OSError as exc:
-        raise CorpusError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    return digest.hexdigest()
-
-
-def fetch_named(corpus: NamedCorpus, data_dir: str | None, progress: bool = True) -> Path:
-    """Path of a downloadable corpus: the data dir's copy, the cache's, or downloaded once.
-
-    Every copy is checked against the published SHA-256; a bad copy in the data dir is an error,
-    a bad copy in the cache is downloaded again.
-    """
-    assert corpus.filename and corpus.url and corpus.sha256
-    folder = resolve_data_dir(data_dir)
-    if folder is not None and (folder / corpus.filename).is_file():
-        path = folder / corpus.filename
-        if _sha256(path) != corpus.sha256:
-            raise CorpusError(
-                f"{path}: checksum does not match the published {corpus.name} corpus "
-                f"(sha256 {corpus.sha256[:12]}...); put the original file there or remove it"
-            )
-        return path
-    cached = cache_dir() / corpus.filename
-    if cached.is_file() and _sha256(cached) == corpus.sha256:
-        return cached
-    return _download(corpus, cached, folder, progress)
-
-
-def _download(corpus: NamedCorpus, target: Path, searched: Path | None, progress: bool) -> Path:
-    """Download into a temporary file beside ``target``, verify the checksum, rename into place."""
-    assert corpus.url and corpus.sha256
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    except OSError as exc:
-        raise CorpusError(
-            f"cannot write the cache folder {target.parent} ({exc.strerror or exc}); set "
-            f"CHARGEN_CACHE to a writable folder, or pass --data-dir DIR holding {corpus.filename}"
-        ) from None
-    try:
-        with os.fdopen(fd, "wb") as out:
-            digest = _copy_url(corpus, out, progress)
-        if digest != corpus.sha256:
-            raise CorpusError(
-                f"downloaded {corpus.name} from {corpus.url}, but its checksum does not match "
-                "the published one; not kept"
-            )
-        os.replace(tmp, target)
-    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
-        _unlink(tmp)
-        where = f"no {corpus.filename} in {searched}; " if searched is not None else ""
-        raise CorpusError(
-            f"cannot download {corpus.name} ({getattr(exc, 'reason', None) or exc}); {where}"
-            f"pass --data-dir DIR holding {corpus.filename} or set CHARGEN_DATA"
-        ) from None
-    except BaseException:
-        _unlink(tmp)
-        raise
-    return target
-
-
-def _copy_url(corpus: NamedCorpus, out: BinaryIO, progress: bool) -> str:
-    """Stream ``corpus.url`` into the binary file ``out`` with a byte progress bar; return sha256."""
-    assert corpus.url is not None
-    digest = hashlib.sha256()
-    with urllib.request.urlopen(corpus.url, timeout=DOWNLOAD_TIMEOUT_S) as response:
-        total = int(response.headers.get("Content-Length") or 0) or None
-        with tqdm(
-            total=total,
-            unit="B",
-            unit_scale=True,
-            desc=f"downloading {corpus.name}",
-            disable=not progress,
-            file=sys.stderr,
-        ) as bar:
-            for block in iter(lambda: response.read(DOWNLOAD_BLOCK), b""):
-                out.write(block)
-                digest.update(block)
-                bar.update(len(block))
-    return digest.hexdigest()
-
-
-def _unlink(path: str) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(path)
 
 
 # --- decoding -----------------------------------------------------------------------------
