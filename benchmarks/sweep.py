@@ -36,7 +36,7 @@ from machine import describe, eval_records, train_command  # noqa: E402
 
 from chargen.auto import CANDIDATES as AUTO_CANDIDATES  # noqa: E402
 from chargen.auto import candidate_preset  # noqa: E402
-from chargen.cli import _flag as flag_name  # noqa: E402
+from chargen.cli_options import _flag as flag_name  # noqa: E402
 from chargen.config import PRESETS  # noqa: E402
 from chargen.corpus import NAMED_CORPORA, load_corpus  # noqa: E402
 

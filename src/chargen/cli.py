@@ -11,67 +11,10 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from chargen import __version__
-from chargen.cli_data import cmd_corpora, cmd_prepare
-from chargen.cli_eval import cmd_eval, cmd_score
-from chargen.cli_export import add_export_parser
-from chargen.cli_generate import cmd_generate
-from chargen.cli_inspect import (
-    NOVELTY_SNIPPET,
-    _copy_line,
-    _novelty_text,
-    cmd_inspect,
-    cmd_neurons,
-    cmd_novelty,
-)
-from chargen.cli_options import (
-    _add_budget,
-    _add_decoding_flags,
-    _budget,
-    _flag,
-    _Parser,
-    _scalar_type,
-    add_config_flags,
-    given_fields,
-)
 from chargen.cli_parser import build_parser
-from chargen.cli_serve import cmd_serve
-from chargen.cli_train import cmd_demo, cmd_plot, cmd_train
-from chargen.errors import ChargenError, ConfigError
+from chargen.errors import ChargenError
 
-# the names of the one-file cli.py, kept importable from here (tests, benchmarks, cli_generate)
-__all__ = [
-    "NOVELTY_SNIPPET",
-    "ChargenError",
-    "ConfigError",
-    "__version__",
-    "_Parser",
-    "_add_budget",
-    "_add_decoding_flags",
-    "_budget",
-    "_copy_line",
-    "_flag",
-    "_novelty_text",
-    "_scalar_type",
-    "add_config_flags",
-    "add_export_parser",
-    "build_parser",
-    "cmd_corpora",
-    "cmd_demo",
-    "cmd_eval",
-    "cmd_generate",
-    "cmd_inspect",
-    "cmd_neurons",
-    "cmd_novelty",
-    "cmd_plot",
-    "cmd_prepare",
-    "cmd_score",
-    "cmd_serve",
-    "cmd_train",
-    "given_fields",
-    "main",
-    "run",
-]
+__all__ = ["build_parser", "main", "run"]
 
 
 def _one_line_warnings(

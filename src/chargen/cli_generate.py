@@ -57,7 +57,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def plain_request(args: argparse.Namespace) -> bool:
     """Whether ``chargen generate``'s arguments ask for nothing but ``lite.PlainRun``'s work:
     temperature alone, no stop strings, beams, novelty or other engine, text or lines out."""
-    from chargen.cli import given_fields
+    from chargen.cli_options import given_fields
     from chargen.sampling_config import SamplingConfig
 
     return (
@@ -103,7 +103,7 @@ def _chain_out(args: argparse.Namespace) -> int:
     from chargen.chain import SamplingChain
     from chargen.checkpoint import load_run
     from chargen.clamp import Clamps
-    from chargen.cli import given_fields
+    from chargen.cli_options import given_fields
     from chargen.generate import token_strings
     from chargen.sampling import SamplingConfig
 
