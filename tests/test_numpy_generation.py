@@ -15,7 +15,7 @@ from chargen.errors import ConfigError
 from chargen.generate import generate
 from chargen.models import ForwardStepper, build_model
 from chargen.models.stepper import FusedStepper
-from chargen.numpy_generation import draw_tempered, supports
+from chargen.numpy_generation import supports
 from chargen.numpy_step import NumpyRNNStep
 from chargen.rng import UniformDraws, uniforms
 from chargen.sampling import SamplingConfig, entropy, process_logits, select_next
@@ -93,13 +93,13 @@ def test_numpy_step_equals_forward_and_keeps_the_state() -> None:
         model = _model(**shape)
         ids = torch.randint(0, TOK.vocab_size, (2, 15))
         full, state = model(ids)
-        step = NumpyRNNStep.from_fused(FusedStepper(model), 2)
-        step.load(model.initial_state(2))
+        step = NumpyRNNStep.from_fused(FusedStepper(model), 0)
+        step.add(model.initial_state(2))
         for t in range(15):
             logits = step.step(ids[:, t].numpy())
             np.testing.assert_allclose(logits, full[:, t].detach().numpy(), rtol=1e-4, atol=1e-4)
-        for mine, theirs in zip(step.state(), state, strict=True):
-            np.testing.assert_allclose(mine.numpy(), theirs.detach().numpy(), atol=1e-5)
+        for mine, theirs in zip(step.parts(), state, strict=True):
+            np.testing.assert_allclose(mine, theirs.detach().numpy(), atol=1e-5)
 
 
 def test_uniform_draws_equal_uniforms_exactly() -> None:
@@ -110,7 +110,7 @@ def test_uniform_draws_equal_uniforms_exactly() -> None:
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.7, 0.01, 5.0, 0.0])
-def test_draw_tempered_is_process_logits_then_select_next(temperature: float) -> None:
+def test_a_temperature_chain_draws_process_logits_then_select_next(temperature: float) -> None:
     cfg = SamplingConfig(temperature=temperature)
     gen = torch.Generator().manual_seed(3)
     logits = torch.randn(64, 9, generator=gen) * 4
@@ -120,17 +120,20 @@ def test_draw_tempered_is_process_logits_then_select_next(temperature: float) ->
     logprobs = process_logits(logits, torch.zeros((64, 1), dtype=torch.long), cfg)
     expected = select_next(logprobs, u)
     for rows in (slice(0, 64), slice(7, 8)):  # the batched and the one-row code
-        idx, logp, ent = draw_tempered(logits[rows].numpy(), u[rows].numpy(), cfg)
+        none = np.zeros((len(u[rows]), 0), dtype=np.int64)  # a temperature reads no history
+        idx, logp, ent = SamplingChain(cfg).draw_arrays(logits[rows].numpy(), none, u[rows].numpy())
         np.testing.assert_array_equal(idx, expected[rows].numpy())
         chosen = logprobs[rows].gather(1, expected[rows, None])[:, 0]
         np.testing.assert_array_equal(logp, chosen.numpy())  # torch's log-softmax kernel
         np.testing.assert_allclose(ent, entropy(logprobs[rows]).numpy(), atol=1e-5)
 
 
-def test_draw_tempered_never_picks_a_removed_token() -> None:
+def test_a_temperature_chain_never_picks_a_removed_token() -> None:
     logits = np.array([[0.0, -np.inf, 1.0, -np.inf]] * 3, dtype=np.float32)
     u = np.array([0.0, 0.5, 1.0 - 2**-53])
-    idx, logp, ent = draw_tempered(logits, u, SamplingConfig())
+    idx, logp, ent = SamplingChain(SamplingConfig()).draw_arrays(
+        logits, np.zeros((3, 0), dtype=np.int64), u
+    )
     assert set(idx.tolist()) <= {0, 2}
     assert idx[-1] == 2
     assert np.isfinite(ent).all() and np.isfinite(logp).all()

@@ -70,7 +70,7 @@ class SamplingChain:
         self.stateful = bool(self._stateful)
         self.numpy_ok = all(rule.has_numpy for rule in self.rules)
         self.ends_rows = any(rule.ends_rows for rule in self.rules)
-        # temperature alone (or greedy with no rule): ``draw_tempered``'s few NumPy calls
+        # temperature alone (or greedy with no rule): ``tempered_logprobs``' few NumPy calls
         self.tempered = all(type(rule) is Temperature for rule in self.rules)
         # equal for chains whose rows can share one pass: same rules, no history, no state
         self.key: Hashable = (

@@ -30,6 +30,7 @@ from chargen.generate import (
 )
 from chargen.models import LanguageModel
 from chargen.sampling import SamplingConfig, entropy, process_logits
+from chargen.token_loop import RowStepper
 from chargen.tokenizer import Tokenizer
 
 
@@ -76,17 +77,20 @@ def next_logits(
     prompt: str,
     unknown: str = "warn",
     clamp: Sequence[str] = (),
+    base: RowStepper | None = None,
 ) -> tuple[list[int], torch.Tensor]:
     """The prompt's ids and the model's logits (1, V) float32 on the CPU for the token after it.
 
     Computed as ``generate`` computes its first step (``row_stepper``, ``prompt_state``), so
     the logits are those its first draw sees. An empty prompt starts from ``start_token`` (a
-    newline where the vocabulary has one); ``clamp``: units held at every step (``--clamp``).
+    newline where the vocabulary has one); ``clamp``: units held at every step (``--clamp``);
+    ``base``: a row stepper of ``model`` to share the weights of (the server's), else one is
+    built.
     """
     model.eval()
     ids = encode_prompt(tokenizer, prompt, unknown) or [start_token(tokenizer)]
     clamps = Clamps.build(model, clamp)
-    rows = row_stepper(model)
+    rows = base.fresh() if base is not None else row_stepper(model)
     rows.clamps = clamps
     rows.add(prompt_state(model, rows, ids, clamps))
     logits = rows.step(np.array([ids[-1]], dtype=np.int64))
@@ -108,11 +112,12 @@ def next_distribution(
     prompt: str,
     cfg: SamplingConfig,
     unknown: str = "warn",
+    base: RowStepper | None = None,
 ) -> Distribution:
     """The one computation behind ``inspect``, ``/v1/distribution`` and the page's charts:
     ``next_logits`` then ``SamplingChain.xray``; the last stage is what ``draw`` samples from
     at the first generated token."""
-    ids, logits = next_logits(model, tokenizer, prompt, unknown, cfg.clamp)
+    ids, logits = next_logits(model, tokenizer, prompt, unknown, cfg.clamp, base)
     chain = SamplingChain(cfg, vocab=token_strings(tokenizer))
     with torch.inference_mode():
         stages = chain.xray(logits, torch.tensor([ids], dtype=torch.long))

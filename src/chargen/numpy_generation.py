@@ -15,7 +15,6 @@ import numpy as np
 import torch
 
 from chargen.models import LanguageModel, RNNLanguageModel
-from chargen.numpy_draw import draw
 from chargen.sampling import SamplingConfig
 
 
@@ -29,26 +28,11 @@ def supports(model: LanguageModel) -> bool:
     )
 
 
-def draw_tempered(
-    logits: np.ndarray, u: np.ndarray, sampling: SamplingConfig
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(next ids, log p of each, entropy of each row) for a temperature-only chain.
-
-    ``lp = log_softmax((l - max l) / T)`` in float32 (``T = 1``: no division), then ``draw``;
-    greedy is the first argmax with ``log p = 0`` and entropy 0. These are ``process_logits``
-    and ``select_next`` written for NumPy; the log-softmax is torch's kernel on the same memory
-    (as in ``SamplingChain.numpy_logprobs``), so ``lp`` is the torch path's bit for bit.
-    """
-    rows = logits.shape[0]
-    if sampling.greedy:
-        zeros = np.zeros(rows, dtype=np.float32)
-        return logits.argmax(axis=1), zeros, zeros
-    return draw(tempered_logprobs(logits, sampling), u)
-
-
 def tempered_logprobs(logits: np.ndarray, sampling: SamplingConfig) -> np.ndarray:
-    """The log-probabilities ``draw_tempered`` draws from: ``log_softmax((l - max l) / T)``
-    (torch's kernel on the same memory), or for greedy a one-hot on the first argmax."""
+    """The log-probabilities a temperature-only chain draws from (``SamplingChain.draw_arrays``):
+    ``log_softmax((l - max l) / T)`` in float32 (``T = 1``: no division; torch's kernel on the
+    same memory, so the torch rules' values bit for bit), or for greedy a one-hot on the first
+    argmax: ``process_logits`` written for NumPy."""
     if sampling.greedy:
         one_hot = np.full_like(logits, -np.inf)
         one_hot[np.arange(len(logits)), logits.argmax(axis=1)] = 0.0

@@ -28,7 +28,6 @@ if TYPE_CHECKING:  # torch only where a torch model or state is handed over
 
     from chargen.clamp import Clamps
     from chargen.config import ModelConfig
-    from chargen.models.base import State
     from chargen.models.stepper import FusedStepper
 
 
@@ -229,6 +228,10 @@ class NumpyRNNStep:
         other._buffers(rows)
         return other
 
+    def fresh(self) -> NumpyRNNStep:
+        """A step over the same weights with no rows."""
+        return self.fork(0)
+
     def parts(self) -> tuple[np.ndarray, ...]:
         """The rows' state: (hidden,) or, for an LSTM, (hidden, cell)."""
         return (self.h,) if self.c is None else (self.h, self.c)
@@ -250,19 +253,6 @@ class NumpyRNNStep:
     ) -> NumpyRNNStep:
         """The step of a torch ``FusedStepper``'s weights."""
         return cls(arrays_of_fused(fused), batch_size, clamps)
-
-    def load(self, state: State) -> None:
-        """Copy a torch state (each (layers, B, hidden)) into the step's buffers."""
-        self.h[...] = state[0].detach().cpu().numpy()
-        if self.c is not None:
-            self.c[...] = state[1].detach().cpu().numpy()
-
-    def state(self) -> State:
-        """The current state as torch tensors (copies)."""
-        import torch
-
-        h = torch.from_numpy(self.h.copy())
-        return (h, torch.from_numpy(self.c.copy())) if self.c is not None else (h,)
 
     def step(self, ids: np.ndarray) -> np.ndarray:
         """Read one token per row, update the state in place, return the logits buffer."""

@@ -56,6 +56,10 @@ class RowStepper(Protocol):
         each row ``copies`` times."""
         ...
 
+    def fresh(self) -> RowStepper:
+        """A stepper over the same weights (shared, not copied) with no rows."""
+        ...
+
     def parts(self) -> Sequence[Any]:
         """The state of the rows in flight (what ``add`` takes; empty with no rows)."""
         ...

@@ -21,7 +21,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from chargen.models.base import LanguageModel, State
+from chargen.models.base import (
+    LanguageModel,
+    State,
+    concat_states,
+    expand_state,
+    select_state,
+)
 from chargen.models.rnn import RNNLanguageModel
 
 if TYPE_CHECKING:
@@ -154,25 +160,25 @@ class TorchRows:
         logits, self.state = self.stepper.step(ids, self.state, self.clamps)
         return logits.float().cpu().numpy()
 
+    def fresh(self) -> TorchRows:
+        """A stepper over the same step with no rows."""
+        return TorchRows(self.model, self.stepper)
+
     def keep(self, rows: np.ndarray) -> None:
         assert self.state is not None
         if len(rows) == 0:
             self.state = None
             return
         index = torch.from_numpy(np.asarray(rows, dtype=np.int64)).to(self.device)
-        self.state = tuple(s.index_select(1, index) for s in self.state)
+        self.state = select_state(self.state, index)
 
     def parts(self) -> State:
         return () if self.state is None else self.state
 
     def add(self, state: Sequence[torch.Tensor], copies: int = 1) -> None:
-        parts = tuple(
-            s.to(self.device).repeat_interleave(copies, dim=1) if copies != 1 else s.to(self.device)
-            for s in state
-        )
-        if self.state is None:
-            self.state = tuple(p.clone() for p in parts)  # rows never share memory
-        else:
-            self.state = tuple(
-                torch.cat(pair, dim=1) for pair in zip(self.state, parts, strict=True)
-            )
+        parts = tuple(s.to(self.device) for s in state)
+        if copies != 1:
+            parts = expand_state(parts, copies)  # a copy
+        elif self.state is None:
+            parts = tuple(p.clone() for p in parts)  # rows never share the caller's memory
+        self.state = parts if self.state is None else concat_states([self.state, parts])

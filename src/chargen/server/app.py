@@ -17,7 +17,6 @@ import time
 import warnings
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,28 +44,13 @@ from chargen.server.requests import (
     DistributionRequest,
     GenerateRequest,
     ScoreRequest,
+    ServerLimits,
+    check_length_and_prompt,
     sampling_of,
 )
 from chargen.server.seed_text import seed_text
 
 log = logging.getLogger("chargen.server")
-
-
-@dataclass(frozen=True)
-class ServerLimits:
-    """What one request may ask for, and how many may be in flight."""
-
-    max_queue: int = 64  # requests in flight (generating or queued); 429 past it
-    max_length: int = 2000  # tokens one request may generate
-    timeout_s: float = 60.0  # seconds from a request's first byte to its last token
-    max_body_bytes: int = 64 * 1024  # counted as the body arrives, chunked or not; 413 past it
-    body_timeout_s: float = 10.0  # the whole body must arrive within this (408)
-    max_prompt_chars: int = 16_384  # read over several ticks, a slice per tick
-    max_stops: int = 16  # stop strings per request
-    max_stop_chars: int = 256  # characters per stop string
-    max_score_chars: int = 200_000  # /v1/score text (the body limit binds first by default)
-    stuck_after_s: float = 5.0  # /healthz is 503 when the generation loop was idle this long
-    max_choices: int = 16  # /v1/completions: choices per request (prompts times n)
 
 
 STREAM_WRITE_S = 0.025
@@ -233,15 +217,7 @@ def create_app(
         }
 
     def check_caps(req: GenerateRequest) -> None:
-        if req.length > limits.max_length:
-            raise ChargenError(
-                f"length must be at most {limits.max_length} on this server, got {req.length}"
-            )
-        if len(req.prompt) > limits.max_prompt_chars:
-            raise ChargenError(
-                f"prompt must be at most {limits.max_prompt_chars} characters on this server, "
-                f"got {len(req.prompt)}"
-            )
+        check_length_and_prompt(req, limits)
         if len(req.stop) > limits.max_stops:
             raise ChargenError(
                 f"stop takes at most {limits.max_stops} strings on this server, got {len(req.stop)}"
@@ -366,7 +342,9 @@ def create_app(
             if req.prompt:
                 encode_prompt(tokenizer, req.prompt, "drop")  # refuses an all-unknown prompt
             with batcher.weights_lock:
-                found = next_distribution(model, tokenizer, req.prompt, sampling, "drop")
+                found = next_distribution(
+                    model, tokenizer, req.prompt, sampling, "drop", base=batcher.stepper
+                )
         xray = found.stages
         logp = xray[0][1][0]
         top = torch.topk(logp, min(req.top, logp.numel()))

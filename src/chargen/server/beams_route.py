@@ -14,11 +14,15 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from chargen.errors import ChargenError
 from chargen.generate import beam_generate
 from chargen.models import LanguageModel
 from chargen.sampling import SamplingConfig
-from chargen.server.requests import BeamRequest, sampling_of
+from chargen.server.requests import (
+    BeamRequest,
+    ServerLimits,
+    check_length_and_prompt,
+    sampling_of,
+)
 from chargen.tokenizer import Tokenizer
 
 MAX_BEAM_SEARCHES = 2
@@ -26,7 +30,7 @@ MAX_BEAM_SEARCHES = 2
 
 
 def add_beam_routes(
-    app: FastAPI, model: LanguageModel, tokenizer: Tokenizer, lock: Any, limits: Any
+    app: FastAPI, model: LanguageModel, tokenizer: Tokenizer, lock: Any, limits: ServerLimits
 ) -> None:
     """``POST /v1/beams``; ``lock`` guards the model; ``limits``: the server's."""
     turns = asyncio.Semaphore(MAX_BEAM_SEARCHES)
@@ -51,14 +55,7 @@ def add_beam_routes(
         with its text and score (``sum log p / length ** length_penalty``, nats). The
         penalties, truncations and constraints among the sampling fields shape the scores as
         on the command line; the temperature is ignored (beam search is deterministic)."""
-        if req.length > limits.max_length:
-            raise ChargenError(
-                f"length must be at most {limits.max_length} on this server, got {req.length}"
-            )
-        if len(req.prompt) > limits.max_prompt_chars:
-            raise ChargenError(
-                f"prompt must be at most {limits.max_prompt_chars} characters on this server"
-            )
+        check_length_and_prompt(req, limits)
         cfg = sampling_of(req)
         async with turns:
             found = await asyncio.wait_for(

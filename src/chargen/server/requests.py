@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from chargen.beam import MAX_BEAMS
+from chargen.errors import ChargenError
 from chargen.fields import help_of
 from chargen.sampling import SamplingConfig
 
@@ -128,6 +130,36 @@ else:
         "DistributionRequest", __base__=_DistributionFields, **_sampling_fields()
     )
     BeamRequest = create_model("BeamRequest", __base__=_BeamFields, **_sampling_fields())
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """What one request may ask for, and how many may be in flight."""
+
+    max_queue: int = 64  # requests in flight (generating or queued); 429 past it
+    max_length: int = 2000  # tokens one request may generate
+    timeout_s: float = 60.0  # seconds from a request's first byte to its last token
+    max_body_bytes: int = 64 * 1024  # counted as the body arrives, chunked or not; 413 past it
+    body_timeout_s: float = 10.0  # the whole body must arrive within this (408)
+    max_prompt_chars: int = 16_384  # read over several ticks, a slice per tick
+    max_stops: int = 16  # stop strings per request
+    max_stop_chars: int = 256  # characters per stop string
+    max_score_chars: int = 200_000  # /v1/score text (the body limit binds first by default)
+    stuck_after_s: float = 5.0  # /healthz is 503 when the generation loop was idle this long
+    max_choices: int = 16  # /v1/completions: choices per request (prompts times n)
+
+
+def check_length_and_prompt(req: GenerateRequest | BeamRequest, limits: ServerLimits) -> None:
+    """ChargenError (a 400) for a length or a prompt past this server's limits."""
+    if req.length > limits.max_length:
+        raise ChargenError(
+            f"length must be at most {limits.max_length} on this server, got {req.length}"
+        )
+    if len(req.prompt) > limits.max_prompt_chars:
+        raise ChargenError(
+            f"prompt must be at most {limits.max_prompt_chars} characters on this server, "
+            f"got {len(req.prompt)}"
+        )
 
 
 def sampling_of(req: GenerateRequest | DistributionRequest | BeamRequest) -> SamplingConfig:
