@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import sysconfig
 import tracemalloc
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -219,14 +221,14 @@ def test_unknown_name_lists_the_corpora() -> None:
 def test_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "locked.txt"
     path.write_text("secret\n", encoding="utf-8")
-    read_bytes = Path.read_bytes
+    real_open = os.open
 
-    def denied(self: Path) -> bytes:  # root ignores chmod, so deny the read itself
-        if self == path:
+    def denied(name: Any, *args: Any, **kwargs: Any) -> int:  # root ignores chmod: deny the open
+        if Path(name) == path:
             raise PermissionError(13, "Permission denied")
-        return read_bytes(self)
+        return real_open(name, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "read_bytes", denied)
+    monkeypatch.setattr(os, "open", denied)
     with pytest.raises(CorpusError, match="permission denied") as info:
         load_corpus(str(path))
     assert str(path) in _one_line(info)

@@ -386,3 +386,71 @@ def test_word_pieces_never_split_a_token(text: str, chunk: int) -> None:
     assert [t for p in pieces for t in plain_module.WORD_PATTERN.findall(p)] == (
         plain_module.WORD_PATTERN.findall(text)
     )
+
+
+# --- the registry of kinds ----------------------------------------------------------------
+
+
+def test_the_registry_and_the_config_name_the_same_kinds() -> None:
+    """``config.TOKENIZER_KINDS`` (what a run accepts) and ``TOKENIZERS`` cannot drift."""
+    from chargen.config import TOKENIZER_KINDS
+    from chargen.tokenizer import KINDS, TOKENIZERS
+
+    assert set(TOKENIZER_KINDS) == set(TOKENIZERS)
+    assert tuple(TOKENIZERS) == KINDS
+    assert all(cls.kind == kind and issubclass(cls, Tokenizer) for kind, cls in TOKENIZERS.items())
+
+
+def test_unknown_kinds_keep_their_messages() -> None:
+    with pytest.raises(ConfigError) as info:
+        build_tokenizer("bytes", "abc")
+    assert _one_line(info) == "--tokenizer must be char or word or bpe, got 'bytes'"
+    data = CharTokenizer.build("abc").to_dict()
+    for kind in ("bytes", ["char"], None):
+        with pytest.raises(TokenizerError) as err:
+            Tokenizer.from_dict({**data, "kind": kind})
+        assert _one_line(err) == f"unknown tokenizer kind {kind!r} (expected char, word or bpe)"
+
+
+def _kinds() -> list[str]:
+    from chargen.tokenizer import TOKENIZERS
+
+    try:
+        import tokenizers  # noqa: F401
+    except ImportError:
+        return [kind for kind in TOKENIZERS if kind != "bpe"]
+    return list(TOKENIZERS)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    text=st.text(alphabet="ab Σé中😀\n\t.,", min_size=1, max_size=80),
+    cuts=st.lists(st.integers(0, 80), max_size=10),
+    max_vocab=st.sampled_from([None, 3, 40]),
+)
+def test_each_kind_streams_what_it_builds(
+    text: str, cuts: list[int], max_vocab: int | None
+) -> None:
+    """For every registered kind: ``from_chunks`` of the text cut anywhere is ``build`` of the
+    text, and encoding the ``pieces`` of those chunks one by one is encoding the text."""
+    from chargen.tokenizer import TOKENIZERS
+
+    edges = sorted({0, len(text), *(min(c, len(text)) for c in cuts)})
+    chunks = [text[a:b] for a, b in zip(edges, edges[1:], strict=False)]
+    for kind in _kinds():
+        cls = TOKENIZERS[kind]
+        whole = build_tokenizer(kind, text, max_vocab=max_vocab)
+        streamed = cls.from_chunks(iter(chunks), max_vocab)
+        assert type(streamed) is cls and streamed.to_dict() == whole.to_dict()
+        parts = [whole.encode(piece) for piece in cls.pieces(iter(chunks))]
+        assert np.array_equal(np.concatenate(parts), whole.encode(text))
+
+
+@pytest.mark.parametrize("kind", ["char", "word", "bpe"])
+def test_from_chunks_of_nothing_is_the_empty_text_error(kind: str) -> None:
+    from chargen.tokenizer import TOKENIZERS
+
+    if kind not in _kinds():
+        pytest.skip("the bpe kind needs the tokenizers package")
+    with pytest.raises(TokenizerError, match="empty text"):
+        TOKENIZERS[kind].from_chunks(iter([]))

@@ -6,16 +6,12 @@ from __future__ import annotations
 
 import argparse
 
-from chargen.errors import ConfigError
-
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from chargen.prepare import NOVELTY_CHAR_ONLY, NOVELTY_NOT_LINES, build_novelty_index, prepare
+    from chargen.prepare import build_novelty_index, check_novelty_index, prepare
 
-    if args.novelty_index and args.tokenizer != "char":
-        raise ConfigError(NOVELTY_CHAR_ONLY)
-    if args.novelty_index and args.lines:
-        raise ConfigError(NOVELTY_NOT_LINES)
+    if args.novelty_index:
+        check_novelty_index(args.tokenizer, args.lines)
     meta = prepare(
         args.source,
         args.out,

@@ -12,14 +12,15 @@ before any read (folders and globs skip them), and ``load_corpus`` refuses a tex
 fit in the memory available (``MEMORY_PER_BYTE`` bytes per byte of source), pointing at
 ``chargen prepare``, which streams.
 
-The named corpora and their locations are in ``corpus_named``, their checked downloads in
-``corpus_download``; their names stay importable from here.
+The reading itself (decoding, the binary check, normalisation) is ``text_reader.TextReader``,
+which ``chargen prepare`` streams from too; ``load_corpus`` joins its chunks. The named corpora
+and their locations are in ``corpus_named``, their checked downloads in ``corpus_download``;
+their names (and the decoding rules') stay importable from here.
 """
 
 from __future__ import annotations
 
 import codecs
-import functools
 import glob
 import os
 from dataclasses import dataclass
@@ -35,7 +36,15 @@ from chargen.corpus_named import (
     list_corpora,
     resolve_data_dir,
 )
-from chargen.errors import ConfigError, CorpusError, DecodeError
+from chargen.errors import ConfigError, CorpusError
+from chargen.text_reader import (
+    BINARY_PROBE,
+    ERROR_HANDLERS,
+    TextReader,
+    check_decoding,
+    decode_bytes,
+    looks_binary,
+)
 
 __all__ = [
     "BINARY_PROBE",
@@ -59,8 +68,6 @@ __all__ = [
     "resolve_source",
 ]
 
-BINARY_PROBE = 8192  # a file whose first 8 KiB hold a NUL byte is taken for binary
-ERROR_HANDLERS = ("strict", "replace", "ignore")
 # memory per byte of source while reading and encoding it whole: the bytes, the decoded text
 # (1-4 bytes a character), int64 ids while encoding (8 a token) and the final ids
 MEMORY_PER_BYTE = 10
@@ -75,70 +82,7 @@ class Corpus:
     files: tuple[str, ...]
 
 
-# --- decoding -----------------------------------------------------------------------------
-
-
-def check_decoding(encoding: str | None, errors: str = "strict") -> None:
-    """ConfigError (one line) for an encoding Python does not know or an unsupported ``errors``."""
-    if encoding is not None:
-        try:
-            codecs.lookup(encoding)
-        except LookupError:
-            raise ConfigError(
-                f"--encoding {encoding!r} is not an encoding Python knows "
-                "(try utf-8, latin-1, cp1252, utf-16)"
-            ) from None
-    if errors not in ERROR_HANDLERS:
-        raise ConfigError(f"--errors must be strict, replace or ignore, got {errors!r}")
-
-
-def decode_bytes(data: bytes, path: str, encoding: str, errors: str) -> str:
-    """Decode with a one-line DecodeError naming the file, the byte offset and the fix."""
-    check_decoding(encoding, errors)
-    try:
-        return data.decode(encoding, errors)
-    except UnicodeDecodeError as exc:
-        raise DecodeError(
-            f"{path}: byte 0x{data[exc.start]:02x} at offset {exc.start} is not valid {encoding}; "
-            "pass --encoding latin-1 (or the file's encoding) or --errors replace"
-        ) from None
-
-
-@functools.lru_cache(maxsize=32)
-def _nul_means_binary(encoding: str) -> bool:
-    """False for encodings whose text holds NUL bytes anyway (UTF-16, UTF-32)."""
-    try:
-        return b"\x00" not in "a\n".encode(encoding)
-    except (LookupError, UnicodeError):
-        return True
-
-
-def _looks_binary(data: bytes, encoding: str = "utf-8") -> bool:
-    """A NUL byte in the first ``BINARY_PROBE`` bytes, for encodings where NUL is not text."""
-    return _nul_means_binary(encoding) and b"\x00" in data[:BINARY_PROBE]
-
-
-def _normalise(text: str) -> str:
-    """Drop a leading BOM; CRLF and lone CR become LF (no copy when there is nothing to do)."""
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    if "\r" in text:
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return text
-
-
 # --- reading files ------------------------------------------------------------------------
-
-
-def _read(path: Path) -> bytes:
-    """The bytes of a regular file, or a one-line CorpusError naming it."""
-    check_regular(path, CorpusError)
-    try:
-        return path.read_bytes()
-    except PermissionError:
-        raise CorpusError(f"{path}: permission denied (cannot read the file)") from None
-    except OSError as exc:
-        raise CorpusError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
 def _head(path: Path) -> bytes:
@@ -174,7 +118,7 @@ def _size(n: int) -> str:
 
 def _text_files(paths: list[Path], encoding: str) -> list[Path]:
     """``paths`` without those that look binary."""
-    return [p for p in paths if not _looks_binary(_head(p), encoding)]
+    return [p for p in paths if not looks_binary(_head(p), encoding)]
 
 
 def _folder_files(folder: Path, encoding: str = "utf-8") -> list[Path]:
@@ -278,48 +222,10 @@ def load_corpus(
     """
     check_decoding(encoding, errors)
     resolved = resolve_source(source, encoding=encoding, data_dir=data_dir, progress=progress)
-    if resolved.text is not None:
-        text = _normalise(resolved.text)
-        return _finish(text.lower() if lowercase else text, source, ())
     check_fits_in_memory(source, resolved.paths)
-    parts, used = _read_parts(resolved, errors, lowercase)
-    text = parts[0] if len(resolved.paths) == 1 and parts else "".join(parts)
-    del parts  # the joined text is the only copy from here on
-    return _finish(text, source, used)
-
-
-def _read_parts(
-    resolved: ResolvedSource, errors: str, lowercase: bool
-) -> tuple[list[str], tuple[str, ...]]:
-    """Each file decoded and normalised; with several files each part ends with a newline."""
-    many = len(resolved.paths) > 1
-    parts: list[str] = []
-    used: list[str] = []
-    for path in resolved.paths:
-        try:
-            text = _read_text(path, resolved.encoding, errors, binary_check=not many)
-        except DecodeError:
-            if resolved.skip_undecodable:
-                continue
-            raise
-        if lowercase:
-            text = text.lower()
-        if many and text and not text.endswith("\n"):
-            text += "\n"
-        if text:
-            parts.append(text)
-        used.append(str(path))
-    return parts, tuple(used)
-
-
-def _read_text(path: Path, encoding: str, errors: str, *, binary_check: bool) -> str:
-    """One file decoded and normalised; the raw bytes are released before normalising."""
-    data = _read(path)
-    if binary_check and _looks_binary(data, encoding):
-        raise CorpusError(f"{path}: looks like a binary file (it holds NUL bytes), not text")
-    text = decode_bytes(data, str(path), encoding, errors)
-    del data
-    return _normalise(text)
+    reader = TextReader(resolved, errors, lowercase, max_word=None)
+    text = "".join(reader.chunks())  # at the peak the chunks and the join: twice the text
+    return _finish(text, source, tuple(reader.files))
 
 
 def _finish(text: str, name: str, files: tuple[str, ...]) -> Corpus:

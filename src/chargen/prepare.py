@@ -4,8 +4,10 @@
 back through ``np.memmap``; ``tokenizer.json`` the vocabulary; ``meta.json`` (written last, so
 its presence marks a complete folder) the counts, the split point and the SHA-256 of the source
 bytes. Memory stays bounded by the chunk size whatever the corpus size: pass 1 collects the
-vocabulary (for ``bpe``: trains it from the stream of chunks), pass 2 encodes and appends.
-The result equals encoding the whole text with ``build_tokenizer`` of the same kind.
+vocabulary (the kind's ``from_chunks``; for ``bpe`` it trains from the stream of chunks), pass
+2 encodes the stream cut by the kind's ``pieces`` and appends. The kind is looked up in
+``tokenizer.TOKENIZERS``. The result equals encoding the whole text with ``build_tokenizer``
+of the same kind.
 
 ``lines=True`` (``--lines``, one item per line) tokenises the text a ``--lines`` run does,
 ``lines.lines_text(lines.items_of(text))``, streamed by ``_line_items`` between the reader and
@@ -28,7 +30,8 @@ array of the training split (the first 90% of the ids) that ``chargen novelty`` 
 preparation is never used for new data.
 
 This module is the command: the two passes and their order. The folder format and
-``open_prepared`` are in ``prepare_folder``, the streaming reader in ``prepare_reader``, the
+``open_prepared`` are in ``prepare_folder``, the streaming reader in ``prepare_reader`` (over
+``text_reader``, the reader ``load_corpus`` uses too), the
 staged write and commit in ``prepare_writer``, the novelty index in ``prepare_novelty``; their
 names stay importable from here.
 """
@@ -38,7 +41,6 @@ from __future__ import annotations
 import codecs
 import os
 import sys
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -69,21 +71,16 @@ from chargen.prepare_novelty import (
     NOVELTY_NOT_LINES,
     NOVELTY_VAL_FRACTION,
     build_novelty_index,
+    check_novelty_index,
     novelty_stamp,
     open_novelty_index,
 )
 from chargen.prepare_reader import _line_items, _Reader, _word_pieces
 from chargen.prepare_writer import PrepareInterrupted, _Signals, write_folder
-from chargen.tokenizer import (
-    KINDS,
-    WORD_PATTERN,
-    BPETokenizer,
-    CharTokenizer,
-    Tokenizer,
-    WordTokenizer,
-)
+from chargen.tokenizer import KINDS, TOKENIZERS, Tokenizer
 
 __all__ = [
+    "check_novelty_index",
     "CHUNK_BYTES",
     "FORMAT",
     "ID_DTYPES",
@@ -194,48 +191,22 @@ def prepare(
 def _vocabulary(
     reader: _Reader, source: str, tokenizer: str, max_vocab: int | None
 ) -> tuple[Tokenizer, int]:
-    """Pass 1: the vocabulary of ``tokenizer``'s kind and the characters streamed."""
-    chars = 0
-    empty = f"{source}: " + ("holds no non-empty line" if reader.lines else "the text is empty")
-    if tokenizer == "char":
-        symbols: set[str] = set()
-        char_counts: Counter[str] = Counter()  # only needed to rank symbols for --max-vocab
-        for chunk in reader.chunks():
-            if max_vocab is None:
-                symbols.update(chunk)
-            else:
-                char_counts.update(chunk)
-            chars += len(chunk)
-        if not symbols and not char_counts:
-            raise CorpusError(empty)
-        tok: Tokenizer = (
-            CharTokenizer(sorted(symbols))
-            if max_vocab is None
-            else CharTokenizer.from_counts(char_counts, max_vocab)
-        )
-        return tok, chars
-    if tokenizer == "bpe":
-        seen = [0]  # characters streamed into training
+    """Pass 1: the vocabulary of ``tokenizer``'s kind (its ``from_chunks``) and the characters
+    streamed."""
+    seen = [0]  # characters streamed into the vocabulary
 
-        def counted(pieces: Iterator[str]) -> Iterator[str]:
-            for piece in pieces:
-                seen[0] += len(piece)
-                yield piece
+    def counted(chunks: Iterator[str]) -> Iterator[str]:
+        for chunk in chunks:
+            seen[0] += len(chunk)
+            yield chunk
 
-        try:
-            tok = BPETokenizer.train(counted(_word_pieces(reader.chunks())), max_vocab)
-        except TokenizerError:
-            if not seen[0]:
-                raise CorpusError(empty) from None
-            raise
-        return tok, seen[0]
-    counts: Counter[str] = Counter()
-    for piece in _word_pieces(reader.chunks()):
-        counts.update(WORD_PATTERN.findall(piece))
-        chars += len(piece)
-    if not counts:
-        raise CorpusError(empty)
-    return WordTokenizer.from_counts(counts, max_vocab), chars
+    try:
+        return TOKENIZERS[tokenizer].from_chunks(counted(reader.chunks()), max_vocab), seen[0]
+    except TokenizerError:
+        if not seen[0]:
+            empty = "holds no non-empty line" if reader.lines else "the text is empty"
+            raise CorpusError(f"{source}: {empty}") from None
+        raise
 
 
 def _write_folder(
@@ -261,8 +232,7 @@ def _encode_into(
     pass 1 (new symbols, or other bytes). Returns the token count."""
     source = meta["source"]
     count = 0
-    pieces = reader.chunks() if meta["tokenizer"] == "char" else _word_pieces(reader.chunks())
-    for piece in pieces:
+    for piece in tok.pieces(reader.chunks()):
         try:
             ids = tok.encode(piece, unknown="error").astype(dtype)
         except TokenizerError:

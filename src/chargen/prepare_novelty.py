@@ -31,6 +31,15 @@ NOVELTY_NOT_LINES = (
 )
 
 
+def check_novelty_index(tokenizer: str, lines: bool) -> None:
+    """ConfigError unless data of ``tokenizer`` kind (framed as a list when ``lines``) can have
+    a saved novelty index: char prose only. Checked before ``prepare`` reads anything."""
+    if tokenizer != "char":
+        raise ConfigError(NOVELTY_CHAR_ONLY)
+    if lines:
+        raise ConfigError(NOVELTY_NOT_LINES)
+
+
 def novelty_stamp(prepared: PreparedData, train_tokens: int) -> dict[str, Any]:
     """What a saved novelty index was built from: the data folder's checksum, sizes and
     options, a hash of its vocabulary, and how many leading tokens (the training split) it
@@ -60,10 +69,7 @@ def build_novelty_index(
     from chargen.novelty import CorpusIndex
 
     prepared = open_prepared(folder)
-    if prepared.tokenizer.kind != "char":
-        raise ConfigError(NOVELTY_CHAR_ONLY)
-    if prepared.meta.get("lines", False):
-        raise ConfigError(NOVELTY_NOT_LINES)
+    check_novelty_index(prepared.tokenizer.kind, bool(prepared.meta.get("lines", False)))
     train, _ = split_ids(prepared.ids, val_fraction)
     target = prepared.path / NOVELTY_DIR
     try:

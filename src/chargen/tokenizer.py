@@ -17,8 +17,11 @@ encoding over whole characters inside the word tokens above, so ``max_vocab`` is
 vocabulary size (default 1024, ``<unk>`` at id 0 included) and every token is exact surface text.
 
 The kinds live in ``tokenizer_base`` (the shared base class and its JSON form),
-``tokenizer_plain`` (char, word) and ``tokenizer_bpe``; this module builds and loads them
-(``build_tokenizer``, ``load_tokenizer``) and keeps their names importable from here.
+``tokenizer_plain`` (char, word) and ``tokenizer_bpe``. ``TOKENIZERS`` is the one registry of
+kinds (name -> class): building, loading and ``chargen prepare`` all dispatch through it, so a
+new kind is one ``Tokenizer`` subclass (``kind``, ``build``, ``from_chunks``, ``pieces``) and
+one entry here. This module builds and loads them (``build_tokenizer``, ``load_tokenizer``)
+and keeps their names importable from here.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from chargen.tokenizer_plain import (
     CharTokenizer,
     WordTokenizer,
     _word_pieces,
+    cut_at_words,
 )
 
 __all__ = [
@@ -63,6 +67,7 @@ __all__ = [
     "NEEDS_TOKENIZERS",
     "SHOWN_UNKNOWN",
     "SMALL_DECODE",
+    "TOKENIZERS",
     "UNK",
     "UNKNOWN_POLICIES",
     "UNK_TEXT",
@@ -75,22 +80,23 @@ __all__ = [
     "WordTokenizer",
     "_word_pieces",
     "build_tokenizer",
+    "cut_at_words",
     "load_tokenizer",
 ]
 
-KINDS = ("char", "word", "bpe")
+TOKENIZERS: dict[str, type[Tokenizer]] = {
+    cls.kind: cls for cls in (CharTokenizer, WordTokenizer, BPETokenizer)
+}
+KINDS = tuple(TOKENIZERS)  # ("char", "word", "bpe")
 
 
 def build_tokenizer(kind: str, text: str, *, max_vocab: int | None = None) -> Tokenizer:
     """A new vocabulary of ``kind`` (``char`` | ``word`` | ``bpe``) from ``text``; see the module
     notes. ``bpe`` needs the ``tokenizers`` package (ConfigError naming it when missing)."""
-    if kind == "char":
-        return CharTokenizer.build(text, max_vocab)
-    if kind == "word":
-        return WordTokenizer.build(text, max_vocab)
-    if kind == "bpe":
-        return BPETokenizer.build(text, max_vocab)
-    raise ConfigError(f"--tokenizer must be {' or '.join(KINDS)}, got {kind!r}")
+    cls = TOKENIZERS.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise ConfigError(f"--tokenizer must be {' or '.join(KINDS)}, got {kind!r}")
+    return cls.build(text, max_vocab)
 
 
 MAX_TOKENIZER_BYTES = 1 << 30

@@ -1,16 +1,18 @@
 """The tokenizer base class: the id <-> token mapping every kind shares, the unknown-symbol
 policy, decoding, and the JSON form (``to_dict`` / ``from_dict``), plus the vocabulary checks
-and id-list helpers the kinds use. The kinds themselves live in ``tokenizer_plain`` (char,
-word) and ``tokenizer_bpe``; ``chargen.tokenizer`` builds and loads them.
+and id-list helpers the kinds use. It also states what a kind provides (``kind``, ``build``,
+``from_chunks``, ``pieces``). The kinds themselves live in ``tokenizer_plain`` (char, word) and
+``tokenizer_bpe``, registered by kind in ``chargen.tokenizer.TOKENIZERS``, which builds and
+loads them.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from itertools import repeat
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -32,9 +34,31 @@ class UnknownSymbolsWarning(UserWarning):
 
 
 class Tokenizer:
-    """id <-> token mapping with a stated policy for symbols outside the vocabulary."""
+    """id <-> token mapping with a stated policy for symbols outside the vocabulary.
 
-    kind = "base"
+    A kind is a subclass with its own ``kind`` name and the three classmethods below; it is
+    registered in ``chargen.tokenizer.TOKENIZERS``.
+    """
+
+    kind: ClassVar[str] = "base"
+
+    @classmethod
+    def build(cls, text: str, max_vocab: int | None = None) -> Tokenizer:
+        """A new vocabulary of this kind from ``text`` (``max_vocab``: see the kind)."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_chunks(cls, chunks: Iterable[str], max_vocab: int | None = None) -> Tokenizer:
+        """``build`` of the text ``chunks`` join to, streamed: chunks may be cut anywhere and
+        memory holds one chunk plus the counts (TokenizerError when there is no text)."""
+        raise NotImplementedError
+
+    @classmethod
+    def pieces(cls, chunks: Iterable[str]) -> Iterator[str]:
+        """``chunks`` re-cut so that encoding each piece and joining the ids equals encoding
+        their whole text (this default: as they come, for kinds whose tokens never span two
+        characters)."""
+        return iter(chunks)
 
     def __init__(self, vocab: list[str], unk_id: int | None = None) -> None:
         _check_vocab(vocab, unk_id)
@@ -141,17 +165,18 @@ class Tokenizer:
                 f"tokenizer format version {data.get('version')!r} is not supported "
                 f"(this chargen reads version {VERSION})"
             )
-        from chargen.tokenizer_bpe import BPETokenizer
-        from chargen.tokenizer_plain import CharTokenizer, WordTokenizer
+        from chargen.tokenizer import TOKENIZERS  # the registry imports this module
 
         kind = data.get("kind")
-        classes = {c.kind: c for c in (CharTokenizer, WordTokenizer, BPETokenizer)}
-        if kind not in classes:
-            raise TokenizerError(f"unknown tokenizer kind {kind!r} (expected char, word or bpe)")
+        if not isinstance(kind, str) or kind not in TOKENIZERS:
+            *most, last = TOKENIZERS
+            raise TokenizerError(
+                f"unknown tokenizer kind {kind!r} (expected {', '.join(most)} or {last})"
+            )
         vocab, unk = data.get("vocab"), data.get("unk")
         if not isinstance(vocab, list):
             raise TokenizerError("tokenizer vocabulary must be a list of strings")
-        return classes[kind]._from_parts(vocab, unk, data)
+        return TOKENIZERS[kind]._from_parts(vocab, unk, data)
 
     @classmethod
     def _from_parts(cls, vocab: list[str], unk: Any, data: dict[str, Any]) -> Tokenizer:

@@ -15,7 +15,7 @@ import numpy as np
 
 from chargen.errors import ConfigError, TokenizerError
 from chargen.tokenizer_base import EMPTY_TEXT, UNK, Tokenizer
-from chargen.tokenizer_plain import WORD_PATTERN, _word_pieces
+from chargen.tokenizer_plain import WORD_PATTERN, _word_pieces, cut_at_words
 
 BPE_DEFAULT_VOCAB = 1024
 BPE_CACHE_WORDS = 1 << 18  # distinct words whose BPE ids are remembered between calls
@@ -66,6 +66,16 @@ class BPETokenizer(Tokenizer):
     def build(cls, text: str, max_vocab: int | None = None) -> BPETokenizer:
         """Train on ``text``; equal to ``train`` on any stream of the same text cut safely."""
         return cls.train(_word_pieces(text), max_vocab)
+
+    @classmethod
+    def from_chunks(cls, chunks: Iterable[str], max_vocab: int | None = None) -> BPETokenizer:
+        """``build`` of the text ``chunks`` join to, streamed (cut by ``pieces``)."""
+        return cls.train(cut_at_words(chunks), max_vocab)
+
+    @classmethod
+    def pieces(cls, chunks: Iterable[str]) -> Iterator[str]:
+        """Chunks re-cut where no word token spans a cut (``cut_at_words``)."""
+        return cut_at_words(chunks)
 
     @classmethod
     def train(cls, pieces: Iterable[str], max_vocab: int | None = None) -> BPETokenizer:

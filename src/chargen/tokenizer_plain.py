@@ -1,6 +1,6 @@
-"""The character and word tokenizers, and the cutting of long texts into pieces that no word
-token spans (``_word_pieces``, ``CHUNK_CHARS``), which the word and BPE kinds encode piece by
-piece.
+"""The character and word tokenizers, and the cutting of text into pieces that no word token
+spans, which the word and BPE kinds encode piece by piece: a long text (``_word_pieces``,
+``CHUNK_CHARS``) or a stream of chunks (``cut_at_words``).
 
 Character ids follow the code-point order of the distinct characters of the training text;
 encoding is vectorised with NumPy (no per-character Python loop). Word tokens are the matches
@@ -60,6 +60,21 @@ class CharTokenizer(Tokenizer):
         return cls.from_counts(Counter(text), max_vocab)
 
     @classmethod
+    def from_chunks(cls, chunks: Iterable[str], max_vocab: int | None = None) -> CharTokenizer:
+        """``build`` of the text ``chunks`` join to, streamed (only ``max_vocab`` counts)."""
+        if max_vocab is None:
+            symbols: set[str] = set()
+            for chunk in chunks:
+                symbols.update(chunk)
+            if not symbols:
+                raise TokenizerError(EMPTY_TEXT)
+            return cls(sorted(symbols))
+        counts: Counter[str] = Counter()  # only needed to rank symbols for max_vocab
+        for chunk in chunks:
+            counts.update(chunk)
+        return cls.from_counts(counts, max_vocab)
+
+    @classmethod
     def from_counts(cls, counts: Mapping[str, int], max_vocab: int | None = None) -> CharTokenizer:
         """Vocabulary from character counts whose insertion order is first appearance."""
         return cls(*_ranked_vocab(counts, max_vocab))
@@ -110,6 +125,19 @@ class WordTokenizer(Tokenizer):
         return cls.from_counts(counts, max_vocab)
 
     @classmethod
+    def from_chunks(cls, chunks: Iterable[str], max_vocab: int | None = None) -> WordTokenizer:
+        """``build`` of the text ``chunks`` join to, streamed (cut by ``pieces``)."""
+        counts: Counter[str] = Counter()
+        for piece in cut_at_words(chunks):
+            counts.update(WORD_PATTERN.findall(piece))
+        return cls.from_counts(counts, max_vocab)
+
+    @classmethod
+    def pieces(cls, chunks: Iterable[str]) -> Iterator[str]:
+        """Chunks re-cut where no word token spans a cut (``cut_at_words``)."""
+        return cut_at_words(chunks)
+
+    @classmethod
     def from_counts(cls, counts: Mapping[str, int], max_vocab: int | None = None) -> WordTokenizer:
         """Vocabulary from token counts whose insertion order is first appearance.
 
@@ -151,3 +179,25 @@ def _word_pieces(text: str) -> Iterator[str]:
         start = match.start() + 1
     if start < len(text):
         yield text[start:]
+
+
+def cut_at_words(chunks: Iterable[str]) -> Iterator[str]:
+    """Re-cut a stream of chunks at the start of each one's last whitespace run (a word and the
+    whitespace after it wait for the next chunk), so no word token is split."""
+    carry = ""
+    for chunk in chunks:
+        text = carry + chunk
+        cut = len(text)
+        while cut > 0 and text[cut - 1].isspace():
+            cut -= 1
+        while cut > 0 and not text[cut - 1].isspace():
+            cut -= 1
+        while cut > 0 and text[cut - 1].isspace():
+            cut -= 1
+        if cut == 0:
+            carry = text
+            continue
+        yield text[:cut]
+        carry = text[cut:]
+    if carry:
+        yield carry
