@@ -12,9 +12,16 @@ import torch
 from chargen.beam import beam_search
 from chargen.cli import main
 from chargen.config import ModelConfig
-from chargen.errors import SamplingError
-from chargen.inspect_next import next_token_table
+from chargen.errors import ConfigError, SamplingError
+from chargen.inspect_next import (
+    DEFAULT_TEMPERATURES,
+    inspect_plan,
+    next_distribution,
+    next_token_table,
+    stage_summary,
+)
 from chargen.models import build_model
+from chargen.sampling import SamplingConfig
 from chargen.score import score_text, surprisal_html
 from chargen.tokenizer import build_tokenizer
 
@@ -96,6 +103,47 @@ def test_next_token_table_matches_softmax_with_temperature() -> None:
     assert [row[2] for row in table.probs] == [1.0] + [0.0] * (len(table.tokens) - 1)
     assert table.entropies[2] == 0.0
     assert "T=0.5" in table.render()
+
+
+def test_stage_summary_keeps_the_likeliest_tokens_of_p_above_zero() -> None:
+    logprobs = torch.tensor([0.25, 0.5, 0.25, 0.0]).log()  # token 3 ruled out
+    stage = stage_summary("top-k", logprobs, top=3)
+    assert stage.label == "top-k" and stage.ids == [1, 0, 2]  # a tie goes to the lower id
+    assert stage.logprobs == pytest.approx([math.log(0.5), math.log(0.25), math.log(0.25)])
+    assert stage.kept == 3 and stage.entropy_bits == pytest.approx(1.5)  # -sum p log2 p
+    assert stage_summary("top-k", logprobs, top=10).ids == [1, 0, 2]  # never a p = 0 token
+    assert stage_summary("x", torch.tensor([0.0, 0.0]).log(), top=2).entropy_bits is None
+    one_hot = stage_summary("greedy", torch.tensor([0.0, 1.0, 0.0]).log(), top=2)
+    assert (one_hot.ids, one_hot.kept, one_hot.entropy_bits) == ([1], 1, 0.0)
+
+
+def test_distribution_top_is_the_models_likeliest_at_t1() -> None:
+    tok = build_tokenizer("char", "abcdefgh ")
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(vocab_size=tok.vocab_size, embed_dim=4, hidden_size=16)).eval()
+    found = next_distribution(model, tok, "abc", SamplingConfig(temperature=0.5, top_k=2))
+    with torch.no_grad():
+        logits, _ = model(torch.tensor([tok.encode("abc").tolist()]))
+    expected = torch.log_softmax(logits[0, -1], -1)
+    ids, values = found.top(3)
+    assert ids == torch.argsort(expected, descending=True)[:3].tolist()
+    assert values == pytest.approx(expected[ids].tolist(), abs=1e-5)
+    assert found.top(100)[0] == torch.argsort(expected, descending=True).tolist()
+    last = found.summaries(10)[-1]
+    assert last.kept == 2 and last.ids == ids[:2]  # top-k 2 keeps the two likeliest
+
+
+def test_inspect_plan_chooses_the_xray_or_the_temperature_table() -> None:
+    plain = inspect_plan({}, None)
+    assert not plain.xray and plain.temperatures == list(DEFAULT_TEMPERATURES)
+    assert [c.temperature for c in plain.configs] == [0.2, 0.5, 1.0, 1.2]
+    held = inspect_plan({"clamp": ("0:h:1=1",), "temperature": 0.7}, [0.5, 1.0])
+    assert not held.xray and held.temperatures == [0.5, 1.0]
+    assert all(c.clamp == ("0:h:1=1",) for c in held.configs)
+    xray = inspect_plan({"top_k": 5}, None)
+    assert xray.xray and xray.temperatures == [1.0] and xray.configs[0].top_k == 5
+    with pytest.raises(ConfigError, match="one --temperature"):
+        inspect_plan({"top_k": 5}, [0.5, 1.0])
 
 
 def test_score_equals_eval_loss_and_html_is_self_contained() -> None:

@@ -7,7 +7,8 @@ import torch
 
 from chargen.config import ModelConfig
 from chargen.errors import ConfigError, TokenizerError
-from chargen.generate import generate
+from chargen.generate import Sample, generate
+from chargen.items import Item
 from chargen.models import build_model
 from chargen.sampling import SamplingConfig
 from chargen.tokenizer import build_tokenizer
@@ -154,3 +155,16 @@ def test_fused_step_equals_the_torch_kernels(family: str, layers: int, embed: in
         torch.testing.assert_close(got, expected[:, 0], rtol=1e-5, atol=1e-5)
         for a, b in zip(fused_state, state, strict=True):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_item_record_sums_its_log_probabilities() -> None:
+    sample = Sample("b", seed=9, tokens=[2, 0], pieces=["b", "\n"], logprobs=[-0.5, -0.25])
+    item = Item("ab", sample)
+    assert item.to_dict(0.7) == {
+        "text": "ab",
+        "seed": 9,
+        "temperature": 0.7,
+        "logprob": -0.75,
+        "tokens": 2,
+    }
+    assert Item("ab", sample, "new").to_dict(1.0)["novelty"] == "new"

@@ -176,36 +176,25 @@ def _items_out(
     novelty: Any,
     out: TextIO,
 ) -> None:
-    from chargen.items import draw_new, generate_items
+    from chargen.items import draw_items
     from chargen.novelty import ItemIndex
 
-    index = novelty.items if novelty is not None else None
-    common = {"length": args.length, "sampling": cfg, "seed": args.seed, "unknown": args.unknown}
-    if args.only_new:
-        assert index is not None  # --only-new opened the run's item index (cmd_generate)
-        found, labels = draw_new(
-            model, tokenizer, args.prompt, index, want=args.num_samples, **common
-        )
-    else:
-        found = generate_items(
-            model, tokenizer, args.prompt, count=args.num_samples, stop=args.stop or (), **common
-        )
-        if index is not None:
-            for item in found:
-                item.label = index.label(item.text)
-        labels = [item.label for item in found if item.label is not None]
+    found, labels = draw_items(
+        model,
+        tokenizer,
+        args.prompt,
+        novelty.items if novelty is not None else None,
+        count=args.num_samples,
+        length=args.length,
+        sampling=cfg,
+        seed=args.seed,
+        stop=args.stop or (),
+        only_new=args.only_new,
+        unknown=args.unknown,
+    )
     for item in found:
         if fmt == "jsonl":
-            record = {
-                "text": item.text,
-                "seed": item.sample.seed,
-                "temperature": cfg.temperature,
-                "logprob": sum(item.sample.logprobs),
-                "tokens": len(item.sample.tokens),
-            }
-            if item.label is not None:
-                record["novelty"] = item.label
-            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            out.write(json.dumps(item.to_dict(cfg.temperature), ensure_ascii=False) + "\n")
         else:
             out.write(item.text + (f"\t{item.label}" if args.novelty else "") + "\n")
     out.flush()
@@ -228,6 +217,7 @@ def _prose_out(
     """Each sample as ``fmt`` says; ``generate``: ``generate.generate`` or the NumPy plain
     path's (``lite.PlainRun.generate``), the same keywords and samples."""
     from chargen.escapes import encode_escapes
+    from chargen.token_record import token_records
 
     if generate is None:
         from chargen.generate import generate
@@ -261,12 +251,9 @@ def _prose_out(
         elif fmt == "lines":
             out.write(encode_escapes(args.prompt + sample.text) + "\n")
         else:
-            for i, (tok, piece, lp, ent) in enumerate(
-                zip(sample.tokens, sample.pieces, sample.logprobs, sample.entropies, strict=True)
-            ):
-                token = {"token": piece, "id": tok, "logprob": lp, "entropy": ent}
-                head = {"sample": row, "seed": seed, "temperature": cfg.temperature, "index": i}
-                out.write(json.dumps({**head, **token}, ensure_ascii=False) + "\n")
+            head = {"sample": row, "seed": seed, "temperature": cfg.temperature}
+            for record in token_records(sample):
+                out.write(json.dumps({**head, **record.to_dict()}, ensure_ascii=False) + "\n")
             if report is not None:
                 summary = {"sample": row, "seed": seed, "text": sample.text, "novelty": report}
                 out.write(json.dumps(summary, ensure_ascii=False) + "\n")

@@ -18,26 +18,13 @@ from chargen.errors import ConfigError
 def cmd_inspect(args: argparse.Namespace) -> int:
     from chargen.checkpoint import load_run
     from chargen.escapes import decode_escapes
-    from chargen.inspect_next import next_token_table, plot_table, xray_table
+    from chargen.inspect_next import inspect_plan, plot_table
     from chargen.sampling import SamplingConfig
 
     prompt = args.prompt if args.no_escapes else decode_escapes(args.prompt, "--prompt")
-    rules = given_fields(args, SamplingConfig)
-    rules.pop("temperature", None)
-    chain_rules = set(rules) - {"clamp"}
-    temperatures = args.temperature or ([1.0] if chain_rules else [0.2, 0.5, 1.0, 1.2])
-    if chain_rules and len(temperatures) > 1:
-        raise ConfigError("the X-ray of a sampling chain takes one --temperature")
-    configs = [SamplingConfig(temperature=t, **rules).validate() for t in temperatures]
+    plan = inspect_plan(given_fields(args, SamplingConfig), args.temperature)
     _, tokenizer, model = load_run(args.run_dir, args.weights)
-    if args.top < 1:
-        raise ConfigError(f"--top must be >= 1, got {args.top}")
-    if chain_rules:  # the X-ray: the distribution after each stage of the chain
-        table = xray_table(model, tokenizer, prompt, configs[0], args.top, args.unknown)
-    else:  # units held (--clamp) change the model's distribution, not the chain
-        table = next_token_table(
-            model, tokenizer, prompt, temperatures, args.top, args.unknown, configs[0].clamp
-        )
+    table = plan.table(model, tokenizer, prompt, args.top, args.unknown)
     if args.format == "json":
         print(json.dumps(table.to_dict(), ensure_ascii=False))
     else:
@@ -52,23 +39,17 @@ NOVELTY_SNIPPET = 80  # characters of a copied span quoted in the text output
 
 
 def _novelty_text(args: argparse.Namespace, config: Any) -> str:
-    """FILE (or stdin for ``-``) decoded as ``score`` decodes a text: the run's error policy
-    and lower-casing unless told; newlines normalised."""
-    from chargen.corpus import check_decoding, decode_bytes, load_corpus
-    from chargen.errors import CorpusError
+    """FILE (or stdin for ``-``) decoded as the run's corpus was unless told (``run_text``)."""
+    from chargen.run_text import load_text
 
-    errors = args.errors or config.data.errors
-    lowercase = config.data.lowercase if args.lowercase is None else args.lowercase
-    if args.file != "-":
-        return load_corpus(
-            args.file, encoding=args.encoding, errors=errors, lowercase=lowercase, progress=False
-        ).text
-    check_decoding(args.encoding, errors)
-    text = decode_bytes(sys.stdin.buffer.read(), "stdin", args.encoding or "utf-8", errors)
-    text = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
-    if not text.strip():
-        raise CorpusError("stdin: the text is empty")
-    return text.lower() if lowercase else text
+    return load_text(
+        args.file,
+        config.data,
+        lambda: sys.stdin.buffer.read(),
+        encoding=args.encoding,
+        errors=args.errors,
+        lowercase=args.lowercase,
+    )
 
 
 def _copy_line(text: str, span: dict[str, int]) -> str:
@@ -86,32 +67,22 @@ def _copy_line(text: str, span: dict[str, int]) -> str:
 def cmd_novelty(args: argparse.Namespace) -> int:
     from chargen.checkpoint import load_run
     from chargen.run_novelty import RunNovelty
+    from chargen.run_text import text_novelty
 
     if args.min_span < 1:
         raise ConfigError(f"--min-span must be at least 1, got {args.min_span}")
     config, tokenizer, _ = load_run(args.run_dir)
     text = _novelty_text(args, config)
     novelty = RunNovelty.open(args.run_dir, config, tokenizer, data_dir=args.data_dir)
-    labelled: list[tuple[str, str]] = []
-    summary = ""
-    if novelty.items is not None:  # a --lines run: each line of the text is an item
-        from chargen.lines import items_of
-
-        lines = items_of(text)
-        labels = novelty.items.labels(lines)
-        labelled = list(zip(labels, lines, strict=True))
-        summary = novelty.items.summary(labels)
-    report = novelty.report(text, args.min_span)
+    found = text_novelty(novelty, text, args.min_span)
     if args.json:
-        if novelty.items is not None:
-            report["items"] = [{"text": item, "label": label} for label, item in labelled]
-            report["summary"] = summary
-        print(json.dumps(report, ensure_ascii=False))
+        print(json.dumps(found.to_dict(), ensure_ascii=False))
         return 0
-    for label, item in labelled:
+    for label, item in found.labelled or ():
         print(f"{label}\t{item}")
-    if summary:
-        print(summary)
+    if found.summary:
+        print(found.summary)
+    report = found.report
     longest = report["longest"]
     if longest["length"] == 0:
         print("longest copy: 0 chars (no character of the text occurs in the training text)")

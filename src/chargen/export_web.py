@@ -160,12 +160,12 @@ def site_config(
     run: Path, config: Any, tokenizer: Any, model_bytes: int, parameters: int, quantize: str | None
 ) -> dict[str, Any]:
     """config.json: the graph's state inputs, the start token, defaults and the colour scale."""
-    from chargen import __version__
     from chargen.checkpoint import MetricsLog
     from chargen.export_onnx import state_ports
     from chargen.generate import start_token
     from chargen.score import SURPRISAL_SCALE
-    from chargen.server.seed_text import seed_text
+    from chargen.seed_text import seed_text
+    from chargen.version import __version__
 
     m = config.model
     metrics = MetricsLog(run).read()

@@ -1,8 +1,10 @@
 """The seed's lesson on the user's own model: the next-token distribution, reshaped.
 
 ``next_distribution`` is the one place the distribution after a prompt is computed, with the
-chain's X-ray (``inspect``, the server's ``/v1/distribution`` and the page's charts use it). ``next_token_table`` gives the
-top candidates at each temperature ``T`` (``softmax(logits / T)``, T = 0 greedy);
+chain's X-ray (``inspect``, the server's ``/v1/distribution`` and the page's charts use it;
+``Distribution.top`` and ``stage_summary`` are what the server sends of it).
+``next_token_table`` gives the top candidates at each temperature ``T`` (``softmax(logits /
+T)``, T = 0 greedy);
 ``xray_table`` shows the distribution after each rule of a sampling chain in turn — the model's
 own, then each penalty, the temperature, each truncation — so a learner sees what each knob
 does; its last column is the distribution ``draw`` samples from.
@@ -105,6 +107,47 @@ class Distribution:
     logits: torch.Tensor  # (1, V) float32: the model's scores
     stages: list[tuple[str, torch.Tensor]]  # (label, log-probs (1, V)): the model's, each rule's
 
+    def top(self, top: int) -> tuple[list[int], list[float]]:
+        """The ids and log-probabilities of the model's ``top`` likeliest tokens at T = 1
+        (the first stage), likeliest first; a log-probability may be -inf."""
+        logp = self.stages[0][1][0]
+        found = torch.topk(logp, min(top, logp.numel()))
+        return [int(i) for i in found.indices], [float(v) for v in found.values.tolist()]
+
+    def summaries(self, top: int) -> list[StageSummary]:
+        """Every stage as ``stage_summary`` gives it, the model's first."""
+        return [stage_summary(label, logp[0], top) for label, logp in self.stages]
+
+
+@dataclass(frozen=True)
+class StageSummary:
+    """One stage of the X-ray in brief: its likeliest tokens that keep p > 0 and their
+    log-probabilities (likeliest first, ties by id), how many tokens keep p > 0, and the
+    entropy in bits (None when no token keeps p > 0 or it is not finite)."""
+
+    label: str
+    ids: list[int]
+    logprobs: list[float]
+    kept: int
+    entropy_bits: float | None
+
+
+def stage_summary(label: str, logprobs: torch.Tensor, top: int) -> StageSummary:
+    """``StageSummary`` of the log-probabilities ``logprobs`` (V,) of one stage: of its ``top``
+    likeliest tokens, those with p > 0; ``H = -sum p log p`` over the tokens with p > 0."""
+    order = torch.sort(logprobs, descending=True, stable=True).indices[:top].tolist()
+    kept = [i for i in order if math.isfinite(float(logprobs[i]))]
+    probs = logprobs.exp()
+    h = -float(torch.where(probs > 0, probs * logprobs, torch.zeros_like(probs)).sum())
+    alive = int(torch.isfinite(logprobs).sum())
+    return StageSummary(
+        label=label,
+        ids=kept,
+        logprobs=[float(logprobs[i]) for i in kept],
+        kept=alive,
+        entropy_bits=max(h, 0.0) / math.log(2) + 0.0 if alive and math.isfinite(h) else None,
+    )
+
 
 def next_distribution(
     model: LanguageModel,
@@ -173,6 +216,53 @@ def xray_table(
     found = next_distribution(model, tokenizer, prompt, cfg, unknown)
     labels, stages = zip(*found.stages, strict=True)
     return _table(prompt, list(labels), list(stages), found.logits, tokenizer, top)
+
+
+DEFAULT_TEMPERATURES = (0.2, 0.5, 1.0, 1.2)
+"""The columns of ``chargen inspect`` without a sampling rule: the seed's four temperatures."""
+
+
+@dataclass(frozen=True)
+class InspectPlan:
+    """What ``chargen inspect`` shows: the X-ray of one chain (``xray``), or the model's
+    distribution at each temperature; ``configs``: one per temperature."""
+
+    temperatures: list[float]
+    configs: list[SamplingConfig]
+    xray: bool
+
+    def table(
+        self,
+        model: LanguageModel,
+        tokenizer: Tokenizer,
+        prompt: str,
+        top: int = 10,
+        unknown: str = "warn",
+    ) -> NextTokenTable:
+        """``xray_table`` of the chain, else ``next_token_table`` (units held by ``clamp``); the
+        ``top`` candidates (ConfigError below 1)."""
+        if top < 1:
+            raise ConfigError(f"--top must be >= 1, got {top}")
+        if self.xray:
+            return xray_table(model, tokenizer, prompt, self.configs[0], top, unknown)
+        clamp = self.configs[0].clamp  # held units change the model's distribution, not a rule
+        return next_token_table(model, tokenizer, prompt, self.temperatures, top, unknown, clamp)
+
+
+def inspect_plan(rules: dict[str, Any], temperatures: Sequence[float] | None) -> InspectPlan:
+    """The plan for sampling fields ``rules`` and ``temperatures`` (None or empty: not given).
+
+    Any rule but the temperature and ``clamp`` asks for the X-ray of its chain, at one
+    temperature (1 unless given); else the model at each temperature (``DEFAULT_TEMPERATURES``
+    unless given). ConfigError for an X-ray at several temperatures or an invalid rule.
+    """
+    rules = {k: v for k, v in rules.items() if k != "temperature"}
+    xray = bool(set(rules) - {"clamp"})
+    chosen = list(temperatures or ([1.0] if xray else DEFAULT_TEMPERATURES))
+    if xray and len(chosen) > 1:
+        raise ConfigError("the X-ray of a sampling chain takes one --temperature")
+    configs = [SamplingConfig(temperature=t, **rules).validate() for t in chosen]
+    return InspectPlan(chosen, configs, xray)
 
 
 def plot_table(table: NextTokenTable, path: str) -> None:

@@ -6,13 +6,15 @@ draws the boundary again (or after ``length`` tokens). Item ``i`` uses seed ``se
 any item can be drawn again alone.
 
 ``draw_new`` keeps drawing until it has ``want`` items that are neither training nor
-validation items, and gives up, saying so, after ``max_draws`` draws.
+validation items, and gives up, saying so, after ``max_draws`` draws. ``draw_items`` is what
+``chargen generate`` asks of a ``--lines`` run: either of the two, its items labelled.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from chargen.errors import GenerationError
 from chargen.generate import Sample, generate
@@ -33,6 +35,20 @@ class Item:
     text: str
     sample: Sample
     label: str | None = None  # train | val | new, when a novelty index was given
+
+    def to_dict(self, temperature: float) -> dict[str, Any]:
+        """The item's JSON record: ``text``, ``seed``, ``temperature``, ``logprob`` (the sum
+        over its tokens, nats), ``tokens`` (how many) and ``novelty`` when labelled."""
+        record: dict[str, Any] = {
+            "text": self.text,
+            "seed": self.sample.seed,
+            "temperature": temperature,
+            "logprob": sum(self.sample.logprobs),
+            "tokens": len(self.sample.tokens),
+        }
+        if self.label is not None:
+            record["novelty"] = self.label
+        return record
 
 
 def generate_items(
@@ -116,3 +132,53 @@ def draw_new(
             "raise the temperature, or use best.safetensors from earlier in training"
         )
     return found, labels
+
+
+def draw_items(
+    model: LanguageModel,
+    tokenizer: Tokenizer,
+    prompt: str,
+    index: ItemIndex | None,
+    *,
+    count: int,
+    length: int,
+    sampling: SamplingConfig,
+    seed: int,
+    stop: Sequence[str] = (),
+    only_new: bool = False,
+    unknown: str = "warn",
+) -> tuple[list[Item], list[str]]:
+    """``count`` items and the novelty labels of every item drawn (empty without ``index``).
+
+    With ``only_new`` (which needs ``index``): ``draw_new``'s new items, its labels counting
+    every draw; else ``generate_items``' items, each labelled by ``index`` when given.
+    """
+    if only_new:
+        if index is None:
+            raise ValueError("only_new needs the run's item index")
+        return draw_new(
+            model,
+            tokenizer,
+            prompt,
+            index,
+            want=count,
+            length=length,
+            sampling=sampling,
+            seed=seed,
+            unknown=unknown,
+        )
+    found = generate_items(
+        model,
+        tokenizer,
+        prompt,
+        count=count,
+        length=length,
+        sampling=sampling,
+        seed=seed,
+        stop=stop,
+        unknown=unknown,
+    )
+    if index is None:
+        return found, []
+    labelled = [replace(item, label=index.label(item.text)) for item in found]
+    return labelled, [item.label for item in labelled if item.label is not None]

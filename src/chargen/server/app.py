@@ -31,14 +31,16 @@ from chargen.chain import SamplingChain
 from chargen.clamp import Clamps
 from chargen.errors import ChargenError
 from chargen.generate import encode_prompt, start_token
-from chargen.inspect_next import next_distribution
+from chargen.inspect_next import StageSummary, next_distribution
 from chargen.models import TransformerLanguageModel
 from chargen.score import SURPRISAL_SCALE, score_text
+from chargen.seed_text import seed_text
 from chargen.server.batcher import Batcher, Job, QueueFull, failure_line
 from chargen.server.beams_route import add_beam_routes
 from chargen.server.body import BoundedBody
 from chargen.server.live import WeightsFollower, served_file, weights_info
 from chargen.server.neurons_route import add_neuron_routes
+from chargen.server.openai_api import add_openai_routes
 from chargen.server.page_routes import add_page_routes
 from chargen.server.requests import (
     DistributionRequest,
@@ -48,7 +50,7 @@ from chargen.server.requests import (
     check_length_and_prompt,
     sampling_of,
 )
-from chargen.server.seed_text import seed_text
+from chargen.server.watch import watch_job
 
 log = logging.getLogger("chargen.server")
 
@@ -90,19 +92,14 @@ def _finite_or_none(values: list[float]) -> list[float | None]:
     return [v if math.isfinite(v) else None for v in values]
 
 
-def _stage(label: str, logprobs: torch.Tensor, top: int, pieces: list[str]) -> dict[str, Any]:
-    """One stage of the sampler X-ray: its ``top`` likeliest tokens that keep p > 0."""
-    order = torch.sort(logprobs, descending=True, stable=True).indices[:top].tolist()
-    kept = [i for i in order if math.isfinite(float(logprobs[i]))]
-    probs = logprobs.exp()
-    h = -float(torch.where(probs > 0, probs * logprobs, torch.zeros_like(probs)).sum())
-    alive = int(torch.isfinite(logprobs).sum())
+def _stage(stage: StageSummary, pieces: list[str]) -> dict[str, Any]:
+    """One stage of the sampler X-ray as JSON: its tokens by their text."""
     return {
-        "label": label,
-        "tokens": [pieces[i] for i in kept],
-        "logprobs": [float(logprobs[i]) for i in kept],
-        "kept": alive,
-        "entropy_bits": max(h, 0.0) / math.log(2) + 0.0 if alive and math.isfinite(h) else None,
+        "label": stage.label,
+        "tokens": [pieces[i] for i in stage.ids],
+        "logprobs": stage.logprobs,
+        "kept": stage.kept,
+        "entropy_bits": stage.entropy_bits,
     }
 
 
@@ -276,7 +273,7 @@ def create_app(
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache"},
             )
-        watcher = asyncio.ensure_future(_watch(job, request))
+        watcher = asyncio.ensure_future(watch_job(job, request))
         tokens = []
         try:
             while True:
@@ -345,16 +342,12 @@ def create_app(
                 found = next_distribution(
                     model, tokenizer, req.prompt, sampling, "drop", base=batcher.stepper
                 )
-        xray = found.stages
-        logp = xray[0][1][0]
-        top = torch.topk(logp, min(req.top, logp.numel()))
+        ids, logprobs = found.top(req.top)
         return {
-            "tokens": [batcher.pieces[int(i)] for i in top.indices],
-            "logprobs": [float(v) if math.isfinite(v) else -1e30 for v in top.values.tolist()],
-            "stages": [_stage(label, lp[0], req.xray_top, batcher.pieces) for label, lp in xray],
+            "tokens": [batcher.pieces[i] for i in ids],
+            "logprobs": [v if math.isfinite(v) else -1e30 for v in logprobs],
+            "stages": [_stage(stage, batcher.pieces) for stage in found.summaries(req.xray_top)],
         }
-
-    from chargen.server.openai_api import add_openai_routes  # it imports this module
 
     model_id = run.resolve().name or "chargen"
     add_openai_routes(app, model_id=model_id, limits=limits, batcher=batcher, make_job=make_job)
@@ -363,42 +356,10 @@ def create_app(
     return app
 
 
-async def _watch(job: Job, request: Request | None) -> None:
-    """End ``job`` for its handler when its client disconnects or its time is up.
-
-    The batcher ends a job at its deadline; this is the backstop for a loop that cannot
-    (a stuck model step): two seconds past the deadline the handler gets an error event.
-    With ``request`` (a plain JSON request), a disconnect cancels the job within one tick.
-    """
-
-    async def disconnected() -> None:
-        assert request is not None
-        while (await request.receive())["type"] != "http.disconnect":
-            pass
-
-    remaining = max(0.0, job.deadline - time.monotonic()) + 2.0
-    try:
-        if request is None:
-            await asyncio.sleep(remaining)
-        else:
-            await asyncio.wait_for(disconnected(), remaining)
-            job.cancelled = True
-            job.events.put_nowait(
-                {"event": "error", "detail": "client disconnected", "status": 499}
-            )
-            return
-    except asyncio.TimeoutError:
-        pass
-    job.cancelled = True
-    job.events.put_nowait(
-        {"event": "error", "detail": "the generation loop did not answer in time", "status": 503}
-    )
-
-
 async def _events(job: Job, notes: list[str]) -> AsyncIterator[str]:
     """Server-sent events: one per token, then ``done`` with the final text (stop cut applied),
     or ``error`` with one line."""
-    watcher = asyncio.ensure_future(_watch(job, None))
+    watcher = asyncio.ensure_future(watch_job(job, None))
     try:
         for note in notes:
             yield f"event: warning\ndata: {json.dumps({'warning': note})}\n\n"

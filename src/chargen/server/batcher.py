@@ -38,6 +38,7 @@ from chargen.generate import SHORT_PROMPT, StopWatcher, prompt_state, row_steppe
 from chargen.models import LanguageModel, State, build_stepper
 from chargen.numpy_step import one_blas_thread
 from chargen.token_loop import Stream, TokenLoop
+from chargen.token_record import TokenRecord
 from chargen.tokenizer import Tokenizer
 
 log = logging.getLogger("chargen.server")
@@ -286,17 +287,9 @@ class Batcher:
         piece = self.pieces[token]
         before = len(job.text)
         job.text += piece
-        self._send(
-            job,
-            {
-                "event": "token",
-                "index": t,
-                "id": token,
-                "token": piece,
-                "logprob": float(stream.logprobs[0, t]),
-                "entropy": float(stream.entropies[0, t]),
-            },
-        )
+        logprob, entropy = float(stream.logprobs[0, t]), float(stream.entropies[0, t])
+        record = TokenRecord(t, token, piece, logprob, entropy)
+        self._send(job, {"event": "token", **record.to_dict()})
         hit = job.watcher.find(job.text, before) if job.watcher.stops else None
         if hit is not None:
             job.text = job.text[: hit[0]]

@@ -38,7 +38,7 @@ def file_identity(path: Path) -> tuple[int, int, int] | None:
 
 def served_file(run: Path) -> Path:
     """The weights a server loads: the best, or the last while no evaluation has run."""
-    return run / (ckpt.BEST if (run / ckpt.BEST).exists() else ckpt.WEIGHTS)
+    return ckpt.weights_file(run)
 
 
 class WeightsFollower:

@@ -70,7 +70,6 @@ from fastapi.responses import StreamingResponse
 
 from chargen.chain import SamplingChain
 from chargen.generate import StopWatcher
-from chargen.server.app import ServerLimits
 from chargen.server.batcher import Batcher, Job
 from chargen.server.openai_choices import Choice, TopTokens
 from chargen.server.openai_choices import score_prompt as _score_prompt  # tests replace it here
@@ -85,6 +84,7 @@ from chargen.server.openai_request import (
     StreamOptions,
     plan_request,
 )
+from chargen.server.requests import ServerLimits
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",

@@ -17,8 +17,8 @@ import torch
 
 from chargen.chain import SamplingChain
 from chargen.generate import StopWatcher
+from chargen.prompt_logprobs import prompt_logprobs
 from chargen.sampling import SamplingConfig
-from chargen.score import CHUNK
 from chargen.server.batcher import Batcher, Job
 
 
@@ -152,25 +152,15 @@ def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
-@torch.inference_mode()
 def score_prompt(batcher: Batcher, ids: list[int], top: int) -> list[Token]:
-    """The prompt's tokens, each with log p under the model given the tokens before it (as
-    generation reads a prompt: from the initial state, no start token); the first has none."""
-    model, pieces = batcher.model, batcher.pieces
-    device = model.head.weight.device
+    """The prompt's tokens, each with log p under the model given the tokens before it
+    (``prompt_logprobs``: as generation reads a prompt); the first has none."""
+    pieces = batcher.pieces
     tokens = [Token(pieces[ids[0]], None, None, 0)]
     offset = len(tokens[0].text)
-    state = model.initial_state(1, device)
-    for begin in range(0, len(ids) - 1, CHUNK):
-        x = torch.tensor([ids[begin : begin + CHUNK]], dtype=torch.long, device=device)
-        targets = ids[begin + 1 : begin + CHUNK + 1]
-        with batcher.weights_lock:  # not while new weights are copied in (live.py)
-            logits, state = model(x[:, : len(targets)], state)
-        logp = torch.log_softmax(logits[0].float(), dim=-1).cpu()
-        chosen = logp.gather(1, torch.tensor(targets)[:, None])[:, 0].tolist()
-        values, top_ids = torch.topk(logp, min(top, logp.shape[-1]))
-        for row, (token, lp) in enumerate(zip(targets, chosen, strict=True)):
-            alternatives = _top_dict(pieces, top_ids[row].tolist(), values[row].tolist())
-            tokens.append(Token(pieces[token], lp, alternatives, offset))
-            offset += len(pieces[token])
+    # not while new weights are copied in (live.py)
+    for scored in prompt_logprobs(batcher.model, ids, top, batcher.weights_lock):
+        alternatives = _top_dict(pieces, scored.top_ids, scored.top_logprobs)
+        tokens.append(Token(pieces[scored.id], scored.logprob, alternatives, offset))
+        offset += len(pieces[scored.id])
     return tokens

@@ -16,11 +16,11 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-from chargen.server.app import _watch
 from chargen.server.batcher import Job
 from chargen.server.openai_choices import Choice, Token, finish_reason, logprobs_block
 from chargen.server.openai_errors import error_object
 from chargen.server.openai_request import Plan
+from chargen.server.watch import watch_job
 
 
 class _Failed(Exception):
@@ -34,14 +34,14 @@ class _Failed(Exception):
 
 class _Flight:
     """The jobs of one request: their events merged into one queue, a deadline backstop for
-    each (``app._watch``), with ``request`` a watch for the client hanging up; ``close`` ends
+    each (``watch.watch_job``), with ``request`` a watch for the client hanging up; ``close`` ends
     every job and task."""
 
     def __init__(self, jobs: list[Job], request: Request | None) -> None:
         self.jobs = jobs
         self.queue: asyncio.Queue[tuple[int, dict[str, Any]]] = asyncio.Queue()
         self.tasks = [asyncio.ensure_future(self._forward(i, job)) for i, job in enumerate(jobs)]
-        self.tasks += [asyncio.ensure_future(_watch(job, None)) for job in jobs]
+        self.tasks += [asyncio.ensure_future(watch_job(job, None)) for job in jobs]
         if request is not None:
             self.tasks.append(asyncio.ensure_future(self._hang_up(request)))
 

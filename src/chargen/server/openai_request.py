@@ -16,8 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from chargen.errors import ChargenError
-from chargen.server.app import ServerLimits
-from chargen.server.requests import MAX_SEED, GenerateRequest
+from chargen.server.requests import MAX_SEED, GenerateRequest, ServerLimits
 
 DEFAULT_MAX_TOKENS = 16  # OpenAI's (and vLLM's) default for the completions API
 MAX_LOGPROBS = 20  # alternatives per token (OpenAI allows 5, vLLM 20 by default)

@@ -23,7 +23,7 @@ LINE_SAMPLES = 8  # items drawn per temperature in a --lines run's sample block
 
 def seed_text_start(seed: int, train_tokens: int) -> int:
     """Where the window of ``SEED_TEXT_CHARS`` tokens that training samples continue starts
-    (also the playground's default prompt, ``server/seed_text.py``)."""
+    (also the playground's default prompt, ``seed_text.py``)."""
     return int(np.random.default_rng(seed).integers(0, max(1, train_tokens - SEED_TEXT_CHARS)))
 
 
