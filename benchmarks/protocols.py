@@ -34,8 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe  # noqa: E402
 
 from chargen.checkpoint import load_run  # noqa: E402
-from chargen.corpus import load_corpus  # noqa: E402
-from chargen.data import split_ids  # noqa: E402
+from chargen.data import load_ids, split_ids  # noqa: E402
 from chargen.evaluate import evaluate_streams, evaluate_windows, token_char_lengths  # noqa: E402
 
 LN2 = math.log(2)
@@ -72,16 +71,7 @@ def main() -> int:
     args = parser.parse_args()
     print(describe())
     config, tokenizer, model = load_run(args.run_dir, args.weights)
-    data = config.data
-    corpus = load_corpus(
-        data.source,
-        encoding=data.encoding,
-        errors=data.errors,
-        lowercase=data.lowercase,
-        data_dir=data.data_dir,
-        progress=False,
-    )
-    ids = tokenizer.encode(corpus.text, unknown="drop")
+    ids = load_ids(config.data, tokenizer, unknown="drop").ids  # the run's text, as it read it
     _, val = split_ids(ids, config.train.val_fraction)
     lengths = token_char_lengths(tokenizer.vocab)
     m = config.model

@@ -1,8 +1,11 @@
-"""The Python API (chargen.api): ``train`` (new runs, resume, options), ``load`` and
-``Run.generate`` / ``Run.samples``."""
+"""The Python API (chargen.api): ``train`` (new runs, resume, options), ``resume``, ``load``,
+``Run.generate`` / ``Run.samples``, and what each command offers: ``Run.beams``, ``evaluate``,
+``score`` and ``inspect`` give what ``generate --beams``, ``eval``, ``score`` and ``inspect``
+print for the same arguments."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -13,7 +16,7 @@ from safetensors.numpy import load_file
 
 import chargen
 from chargen import checkpoint as ckpt
-from chargen.api import build_configs
+from chargen.cli import main
 from chargen.errors import CheckpointError, ConfigError, TokenizerError
 from tests.conftest import TINY, make_text
 
@@ -92,24 +95,6 @@ def test_resume_refuses_new_options(corpus_file: Path, tmp_path: Path) -> None:
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
 
 
-def test_build_configs_routes_each_option_to_its_config() -> None:
-    model, train, data = build_configs(
-        "corpus.txt",
-        "small",
-        {"epochs": 2.0},
-        {"hidden_size": 40, "lr": 0.5, "lowercase": True, "family": "gru"},
-    )
-    assert (model.hidden_size, model.family, model.embed_dim) == (40, "gru", 32)  # 32: small's
-    assert (train.lr, train.batch_size) == (0.5, 32)
-    assert (train.epochs, train.steps, train.minutes) == (2.0, None, None)  # replaces small's
-    assert data.lowercase and data.source == "corpus.txt"
-    _, kept, _ = build_configs("c", "small", {}, {})
-    assert kept.minutes == 1.0  # no budget given: the preset's
-    for name in ("source", "vocab_size", "hidden"):  # set by the run itself, or no field
-        with pytest.raises(ConfigError, match=f"unknown training option '{name}'"):
-            build_configs("c", "small", {}, {name: 1})
-
-
 # -------------------------------------------------------------------------------- load
 def test_load_best_and_last(run: Path, tmp_path: Path) -> None:
     for which, name in (("best", ckpt.BEST), ("last", ckpt.WEIGHTS)):
@@ -175,3 +160,77 @@ def test_generate_takes_the_prompt_literally_and_passes_sampling_options(run: Pa
     assert len(banned) == 80 and "e" not in banned and "E" not in banned
     stopped = loaded.samples("the ", 200, 1.0, stop=(".",))[0]
     assert stopped.stop_reason == "stop" and "." not in stopped.text
+
+
+# ------------------------------------------------------------- what the command line does
+def _cli_json(capsys: pytest.CaptureFixture[str], *argv: str) -> list:
+    """Each JSON line ``chargen ARGV`` prints, the command run in this process."""
+    capsys.readouterr()
+    assert main(list(argv)) == 0
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
+
+
+def test_resume_continues_with_runtime_settings_and_refuses_the_rest(
+    corpus_file: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    chargen.train(str(corpus_file), run, steps=6, preset="medium", **TINY)
+    result = chargen.resume(run, steps=9, threads=2, device="cpu")  # as --threads, --device
+    assert result.step == 9 and ckpt.load_config(run).train.threads == 1  # not saved: TINY's
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    with pytest.raises(ConfigError, match="cannot change lr when resuming"):
+        chargen.resume(run, steps=12, lr=0.5)
+    with pytest.raises(ConfigError, match="was trained on"):
+        chargen.train(str(tmp_path / "other.txt"), run, steps=12, resume=True)
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
+def test_evaluate_is_what_eval_prints(run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    loaded = chargen.load(run)
+    for flags, part in (([], "validation"), (["--all"], "all")):
+        (printed,) = _cli_json(capsys, "eval", str(run), "--json", *flags)
+        found = loaded.evaluate(all=part == "all")
+        assert found.to_dict() == printed and found.part == part
+    # the last evaluation training recorded is the same loss, on the last weights
+    last = [r for r in ckpt.MetricsLog(run).read() if r["kind"] == "eval"][-1]
+    again = chargen.load(run, "last").evaluate().result
+    assert again.nats_per_char == pytest.approx(last["val_nats_per_char"], rel=1e-5)
+
+
+def test_score_is_what_score_prints(
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = make_text(900, seed=3)
+    (tmp_path / "t.txt").write_text(text, encoding="utf-8")
+    capsys.readouterr()
+    assert main(["score", str(run), str(tmp_path / "t.txt")]) == 0
+    printed = capsys.readouterr().out
+    scored = chargen.load(run).score(text)
+    assert f"{scored.bits_per_char:.4f} bits/char over {scored.chars:,} chars" in printed
+    assert "".join(scored.pieces) == text and len(scored.bits) == len(scored.pieces)
+
+
+def test_beams_are_what_generate_beams_prints(
+    run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    printed = _cli_json(
+        capsys, "generate", str(run), "--prompt", "the ", "--beams", "3", "--length", "12",
+        "--num-samples", "3", "--format", "jsonl",
+    )  # fmt: skip
+    found = chargen.load(run).beams("the ", length=12, width=3)
+    assert [(p["text"], p["score"]) for p in printed] == [(s.text, s.logprobs[0]) for s in found]
+    scores = [s.logprobs[0] for s in found]
+    assert scores == sorted(scores, reverse=True) and len(set(s.text for s in found)) == 3
+
+
+def test_inspect_is_what_inspect_prints(run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    loaded = chargen.load(run)
+    (table,) = _cli_json(capsys, "inspect", str(run), "--prompt", "th", "--format", "json")
+    assert loaded.inspect("th").to_dict() == table
+    assert table["columns"] == ["T=0.2", "T=0.5", "T=1", "T=1.2"]
+    (xray,) = _cli_json(
+        capsys, "inspect", str(run), "--prompt", "th", "--top-k", "3", "--format", "json"
+    )
+    assert loaded.inspect("th", top_k=3).to_dict() == xray and len(xray["columns"]) > 1
+    with pytest.raises(ConfigError, match="takes one --temperature"):
+        loaded.inspect("th", (0.5, 1.0), top_k=3)

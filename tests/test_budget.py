@@ -18,9 +18,8 @@ from safetensors.numpy import load_file
 
 import chargen
 from chargen import checkpoint as ckpt
-from chargen.api import build_configs
 from chargen.cli import main
-from chargen.config import TrainConfig
+from chargen.config import TrainConfig, build_configs
 from chargen.training import Budget, Trainer, lr_factor, make_budget, resume_run, start_run
 from tests.conftest import TINY, TINY_FLAGS, make_text
 

@@ -1,5 +1,6 @@
 """Configuration dataclasses (chargen.config): typed ``from_dict``, bounds in ``validate``, the
-parameter estimate that guards them, and the named presets."""
+parameter estimate that guards them, the named presets, a run's ``RunConfig``, ``build_configs``
+and the resume rule."""
 
 from __future__ import annotations
 
@@ -20,10 +21,13 @@ from chargen.config import (
     PRESETS,
     DataConfig,
     ModelConfig,
+    RunConfig,
     TrainConfig,
+    build_configs,
     check_compatible,
     estimate_parameters,
     get_preset,
+    resume_overrides,
 )
 from chargen.errors import ConfigError
 from chargen.models import build_model, count_parameters
@@ -219,3 +223,46 @@ def test_get_preset_gives_fresh_copies_and_names_the_choices() -> None:
         get_preset("huge")
     assert "unknown preset 'huge'" in str(info.value)
     assert all(name in str(info.value) for name in PRESETS)
+
+
+def test_build_configs_routes_each_option_to_its_config() -> None:
+    model, train, data = build_configs(
+        "corpus.txt",
+        "small",
+        {"epochs": 2.0},
+        {"hidden_size": 40, "lr": 0.5, "lowercase": True, "family": "gru"},
+    )
+    assert (model.hidden_size, model.family, model.embed_dim) == (40, "gru", 32)  # 32: small's
+    assert (train.lr, train.batch_size) == (0.5, 32)
+    assert (train.epochs, train.steps, train.minutes) == (2.0, None, None)  # replaces small's
+    assert data.lowercase and data.source == "corpus.txt"
+    _, kept, _ = build_configs("c", "small", {}, {})
+    assert kept.minutes == 1.0  # no budget given: the preset's
+    for name in ("source", "vocab_size", "hidden"):  # set by the run itself, or no field
+        with pytest.raises(ConfigError, match=f"unknown training option '{name}'"):
+            build_configs("c", "small", {}, {name: 1})
+
+
+def test_resume_overrides_keeps_runtime_settings_and_names_every_other_field() -> None:
+    runtime, data_dir = resume_overrides({"threads": 2, "device": "cpu", "data_dir": "/d"})
+    assert runtime == {"threads": 2, "device": "cpu"} and data_dir == "/d"
+    assert resume_overrides({}) == ({}, None)
+    every = [
+        f.name for cls in (ModelConfig, TrainConfig, DataConfig) for f in dataclasses.fields(cls)
+    ]
+    for name in every:  # each field but the four is refused, by the name the caller uses
+        if name in ("threads", "device", "compile", "data_dir"):
+            continue
+        with pytest.raises(ConfigError, match=f"cannot change --{name.replace('_', '-')} when"):
+            resume_overrides({name: 1, "threads": 2}, spell=lambda n: "--" + n.replace("_", "-"))
+    with pytest.raises(ConfigError, match="cannot change hidden_size, lr when resuming"):
+        resume_overrides({"lr": 0.1, "hidden_size": 8, "compile": True})
+
+
+def test_run_config_round_trips_with_the_version_that_wrote_it() -> None:
+    from chargen.version import __version__
+
+    config = RunConfig(ModelConfig(vocab_size=7), TrainConfig(steps=3), DataConfig(source="x"))
+    stored = json.loads(json.dumps(config.to_dict()))
+    assert stored["chargen_version"] == __version__ and stored["format"] == "chargen-run"
+    assert RunConfig.from_dict(stored) == config

@@ -1,13 +1,29 @@
-"""Batching schemes: every token is a target once per epoch, windows match the seed's layout."""
+"""Batching schemes (every token is a target once per epoch, windows match the seed's layout)
+and ``load_ids``, the ids of any source: text and prepared folders give the same."""
 
 from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from chargen.data import StreamBatches, WindowBatches, eval_streams, smallest_id_dtype, split_ids
-from chargen.errors import TrainingError
+from chargen.config import DataConfig
+from chargen.data import (
+    StreamBatches,
+    WindowBatches,
+    eval_streams,
+    load_ids,
+    smallest_id_dtype,
+    split_ids,
+)
+from chargen.errors import ConfigError, TrainingError
+from chargen.lines import items_of, lines_text
+from chargen.prepare import prepare
+from chargen.tokenizer import build_tokenizer
 
 
 def test_split_is_first_90_percent() -> None:
@@ -88,3 +104,42 @@ def test_id_dtype_and_eval_streams() -> None:
     assert smallest_id_dtype(70_000) == np.int32
     grid = eval_streams(np.arange(100_000), max_tokens=50_000)
     assert grid.shape[0] == 16 and grid.size <= 50_001
+
+
+# ------------------------------------------------------------------ load_ids: any source
+@pytest.mark.parametrize("lines", [False, True])
+@pytest.mark.parametrize("kind", ["char", "word"])
+def test_load_ids_reads_text_and_prepared_folders_alike(
+    tmp_path: Path, kind: str, lines: bool
+) -> None:
+    text = "".join(f"  name{i % 13} the {i * 7 % 31}\r\n" for i in range(300)) + "\n\nlast"
+    source = tmp_path / "list.txt"
+    source.write_bytes(text.encode("utf-8"))
+    read = text.replace("\r\n", "\n")  # the oracle: the text as read, framed, encoded whole
+    framed = lines_text(items_of(read)) if lines else read
+    expected = build_tokenizer(kind, framed).encode(framed, unknown="error")
+    data = DataConfig(source=str(source), tokenizer=kind, lines=lines)
+    raw = load_ids(data)
+    assert raw.ids.tolist() == expected.tolist() and raw.ids.dtype == np.uint8
+    assert raw.sha256 == hashlib.sha256(framed.encode("utf-8")).hexdigest()
+    prepare(str(source), tmp_path / "prepared", tokenizer=kind, lines=lines, progress=False)
+    folder = dataclasses.replace(data, source=str(tmp_path / "prepared"))
+    ready = load_ids(folder, raw.tokenizer)
+    assert ready.ids.tolist() == expected.tolist()
+    assert ready.tokenizer.to_dict() == raw.tokenizer.to_dict()
+    # an encoding with a given tokenizer keeps it (unknown symbols as told)
+    other = load_ids(data, build_tokenizer(kind, framed[: len(framed) // 2]), unknown="drop")
+    assert len(other.ids) <= len(expected)
+
+
+def test_load_ids_refuses_a_folder_prepared_another_way(tmp_path: Path) -> None:
+    source = tmp_path / "list.txt"
+    source.write_text("".join(f"item{i}\n" for i in range(50)), encoding="utf-8")
+    prepare(str(source), tmp_path / "listed", lines=True, progress=False)
+    folder = str(tmp_path / "listed")
+    with pytest.raises(ConfigError, match="prepared with --lines and the run reads it without"):
+        load_ids(DataConfig(source=folder))
+    with pytest.raises(ConfigError, match="another vocabulary"):
+        load_ids(DataConfig(source=folder, lines=True), build_tokenizer("char", "abc\n"))
+    listed = load_ids(DataConfig(source=folder, lines=True)).ids
+    assert listed.tolist() == load_ids(DataConfig(source=str(source), lines=True)).ids.tolist()

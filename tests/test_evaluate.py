@@ -3,7 +3,9 @@
 * streams: one ``F.cross_entropy`` pass over each whole stream from a zero state, which is
   what reading it ``seq_len`` tokens at a time while carrying the state must equal;
 * windows: a hand-written loop over the seed program's windows (``range(0, len - maxlen,
-  step)``), each read alone from a zero state, scored on the token after it.
+  step)``), each read alone from a zero state, scored on the token after it;
+* ``EvalSet`` (the entry point training, ``eval`` and the API share): the part a run holds out,
+  cut by hand, scored by those oracles; a list's held-out items each read alone.
 
 Per-character figures divide the summed loss by the characters the target tokens spell, so
 the vocabularies here hold tokens of 1-4 characters (and ``<unk>``, which counts 1).
@@ -18,14 +20,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from chargen.config import ModelConfig
+from chargen.config import ModelConfig, TrainConfig
+from chargen.errors import ConfigError
 from chargen.evaluate import (
     EvalResult,
+    EvalSet,
     evaluate_streams,
     evaluate_windows,
     token_char_lengths,
     unigram_entropy,
 )
+from chargen.lines import split_items
 from chargen.models import build_model
 from chargen.tokenizer import UNK
 
@@ -204,3 +209,51 @@ def test_unigram_entropy_is_that_of_the_token_frequencies() -> None:
     expected = -sum(p * math.log(p) for p in (0.25, 0.125, 0.5, 0.125))
     assert unigram_entropy(ids, 8) == pytest.approx(expected)
     assert unigram_entropy(np.zeros(10, dtype=np.int64), 3) == 0.0
+
+
+# ------------------------------------------------------------- EvalSet, the entry point
+@pytest.mark.parametrize("part", ["validation", "all"])
+@pytest.mark.parametrize("batching", ["streams", "windows"])
+def test_eval_set_scores_the_part_a_run_holds_out_as_it_trains(part: str, batching: str) -> None:
+    model, ids = _model(), _ids(700, seed=4)
+    train = TrainConfig(val_fraction=0.2, batching=batching, maxlen=12, window_step=5)
+    chosen = EvalSet.of_run(ids, VOCAB, train, lines=False, part=part)
+    held = ids if part == "all" else ids[560:]  # the oracle: the last 20% by hand
+    assert chosen.ids.tolist() == held.tolist() and chosen.scheme == batching
+    if batching == "streams":
+        # under its max_tokens (2,048 per stream), one stream: one pass over the whole part
+        _check(
+            chosen.evaluate(model),
+            _oracle_nats(model, held),
+            len(held) - 1,
+            int(LENGTHS[held[1:]].sum()),
+        )
+    else:
+        _check(chosen.evaluate(model), *_oracle_windows(model, held, 12, 5))
+
+
+def test_eval_set_of_a_list_scores_whole_held_out_items() -> None:
+    model = _model()
+    vocab = ["\n", *VOCAB[1:]]  # the boundary is token 0 here
+    rng = np.random.default_rng(5)
+    items = [rng.integers(1, len(vocab), size=rng.integers(1, 6)).tolist() for _ in range(40)]
+    ids = np.array([0] + [t for item in items for t in (*item, 0)], dtype=np.uint8)
+    train = TrainConfig(val_fraction=0.25)
+    chosen = EvalSet.of_run(ids, vocab, train, lines=True)
+    _, held = split_items(40, 0.25)
+    assert chosen.scheme == "items" and chosen.items is not None
+    assert chosen.items.tolist() == held.tolist() and chosen.scored == "the 10 validation items"
+    # the oracle: each held-out item read alone from a zero state, <B> item -> item <B>
+    nats = sum(_oracle_nats(model, np.array([0, *items[k], 0])) for k in held.tolist())
+    tokens = sum(len(items[k]) + 1 for k in held.tolist())
+    chars = sum(int(LENGTHS[items[k]].sum()) + 1 for k in held.tolist())
+    _check(chosen.evaluate(model), nats, tokens, chars)
+    every = EvalSet.of_run(ids, vocab, train, lines=True, part="all")
+    assert every.items is not None and every.items.tolist() == list(range(40))
+
+
+def test_eval_set_refuses_what_it_cannot_score() -> None:
+    with pytest.raises(ConfigError, match="part must be validation or all"):
+        EvalSet.of_run(_ids(100), VOCAB, TrainConfig(), lines=False, part="test")
+    with pytest.raises(ConfigError, match="x.txt: too little text to evaluate"):
+        EvalSet.of_run(_ids(1), VOCAB, TrainConfig(), lines=False, part="all", name="x.txt")

@@ -10,11 +10,10 @@ from hypothesis import strategies as st
 
 from chargen.config import ModelConfig
 from chargen.errors import TrainingError
-from chargen.evaluate import token_char_lengths
+from chargen.evaluate import evaluate_items, token_char_lengths
 from chargen.lines import (
     IGNORE,
     LineBatches,
-    evaluate_items,
     item_bounds,
     items_of,
     lines_text,

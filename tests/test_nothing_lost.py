@@ -228,7 +228,7 @@ def test_a_failed_write_of_the_trainer_state_mid_run_loses_nothing(
     ckpt.load_run(run, "last")
     ckpt.load_run(run, "best")
 
-    resumed = chargen.train("unused", run, resume=True)
+    resumed = chargen.resume(run)
     assert resumed.step == 30
     for name in (ckpt.WEIGHTS, ckpt.BEST):
         assert _content((run / name).read_bytes()) == _content((full / name).read_bytes()), name
@@ -282,13 +282,13 @@ def test_a_resume_whose_first_write_fails_changes_nothing(
 
     monkeypatch.setattr(atomic.os, "fdopen", lambda fd, mode: HalfWriter(real_fdopen(fd, mode)))
     with pytest.raises(CheckpointError) as info:
-        chargen.train("unused", run, steps=20, resume=True)
+        chargen.resume(run, steps=20)
     message = str(info.value)
     assert ckpt.METRICS in message and "No space left" in message and "\n" not in message
     monkeypatch.setattr(atomic.os, "fdopen", real_fdopen)
     assert _snapshot(run) == before
     assert ckpt.load_trainer_state(run).meta["step"] == 10
-    assert chargen.train("unused", run, steps=12, resume=True).step == 12
+    assert chargen.resume(run, steps=12).step == 12
 
 
 def test_a_partial_temporary_is_never_what_loads(tmp_path: Path) -> None:
@@ -296,7 +296,7 @@ def test_a_partial_temporary_is_never_what_loads(tmp_path: Path) -> None:
     good = (run / ckpt.TRAINER).read_bytes()
     (run / f".{ckpt.TRAINER}.abc123.tmp").write_bytes(good[: len(good) // 3])
     assert ckpt.load_trainer_state(run).meta["step"] == 10
-    chargen.train("unused", run, steps=12, resume=True)
+    chargen.resume(run, steps=12)
     assert not list(run.glob(".*.tmp"))
 
 
@@ -318,7 +318,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(
 
     monkeypatch.setattr(torch.nn.functional, "cross_entropy", poisoned)
     with pytest.raises(TrainingError, match="step 14") as info:
-        chargen.train("unused", run, steps=30, resume=True)
+        chargen.resume(run, steps=30)
     assert "the last good checkpoint (step 10) is kept" in str(info.value)
     assert calls["n"] == 4  # it stopped at the NaN
     monkeypatch.undo()
@@ -329,7 +329,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(
     assert ckpt.load_trainer_state(run).meta["step"] == 10
     weights = load_file(run / ckpt.WEIGHTS)
     assert all(np.isfinite(v).all() for v in weights.values())
-    assert chargen.train("unused", run, steps=12, resume=True).step == 12
+    assert chargen.resume(run, steps=12).step == 12
 
 
 def test_nan_loss_can_skip_the_batch_and_lower_the_lr(

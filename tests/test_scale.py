@@ -109,7 +109,7 @@ def test_train_and_eval_read_a_prepared_folder(
     capsys.readouterr()
     assert main(["eval", str(tmp_path / "run"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["chars"] == result.val.chars
-    assert chargen.train("ignored", tmp_path / "run", steps=45, resume=True).step == 45
+    assert chargen.resume(tmp_path / "run", steps=45).step == 45
 
 
 def _torchrun(*args: str) -> subprocess.CompletedProcess[str]:

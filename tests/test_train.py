@@ -14,9 +14,8 @@ from safetensors.numpy import load_file
 
 import chargen
 from chargen import checkpoint as ckpt
-from chargen.api import build_configs
 from chargen.cli import main
-from chargen.config import ModelConfig
+from chargen.config import ModelConfig, build_configs
 from chargen.errors import TrainingError
 from chargen.evaluate import unigram_entropy
 from chargen.models import build_model

@@ -10,14 +10,13 @@ The Python API in five lines::
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from typing import TYPE_CHECKING, Any
 
-from chargen.errors import ChargenError  # noqa: E402
+from chargen.errors import ChargenError
+from chargen.version import __version__
 
 if TYPE_CHECKING:
-    from chargen.api import Run, load, train
+    from chargen.api import Run, load, resume, train
     from chargen.sampling import SamplingConfig, reweight_distribution
 
 # what each public name is imported from, on first use: ``import chargen`` (and so the command
@@ -25,6 +24,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "Run": "chargen.api",
     "load": "chargen.api",
+    "resume": "chargen.api",
     "train": "chargen.api",
     "SamplingConfig": "chargen.sampling_config",
     "reweight_distribution": "chargen.sampling",
@@ -48,6 +48,7 @@ __all__ = [
     "SamplingConfig",
     "__version__",
     "load",
+    "resume",
     "reweight_distribution",
     "train",
 ]

@@ -1,26 +1,32 @@
-"""The Python API: train from a source with a budget, load a run, generate.
+"""The Python API: what the command line does, as functions and a ``Run`` object.
 
 import chargen
 chargen.train("python-docs", "runs/docs", minutes=1)
 run = chargen.load("runs/docs")
 print(run.generate("The ", length=200, temperature=0.5))
+print(run.evaluate().result.bits_per_char, run.score("Some text.").bits_per_char)
+
+``train`` / ``resume`` start and continue runs; a ``Run`` generates (``generate``,
+``samples``, ``beams``), measures (``evaluate``, ``score``) and looks inside (``inspect``).
+Each method calls the core function the command of the same name calls.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from chargen import checkpoint as ckpt
-from chargen.config import DEFAULT_PRESET, DataConfig, ModelConfig, TrainConfig, get_preset
+from chargen.config import DEFAULT_PRESET, RunConfig, build_configs, resume_overrides
 from chargen.errors import ConfigError
-from chargen.evaluate import EvalResult
-from chargen.generate import Sample, generate
+from chargen.evaluate import EvalResult, RunEvaluation, evaluate_run
+from chargen.generate import Sample, beam_generate, generate
+from chargen.inspect_next import NextTokenTable, inspect_plan
 from chargen.models import LanguageModel
 from chargen.reporting import ConsoleReporter, Reporter
 from chargen.sampling import SamplingConfig
+from chargen.score import Scored, score_text
 from chargen.tokenizer import Tokenizer
 from chargen.training import TrainResult, resume_run, start_run
 
@@ -30,7 +36,7 @@ class Run:
     """A trained run loaded for generation: its config, tokenizer and model."""
 
     path: Path
-    config: ckpt.RunConfig
+    config: RunConfig
     tokenizer: Tokenizer
     model: LanguageModel
 
@@ -81,11 +87,91 @@ class Run:
             unknown=unknown,
         )
 
+    def beams(
+        self,
+        prompt: str = "",
+        length: int = 100,
+        width: int = 4,
+        *,
+        length_penalty: float = 1.0,
+        unknown: str = "warn",
+        **sampling: Any,
+    ) -> list[Sample]:
+        """The ``width`` most likely continuations by beam search, best first; each
+        ``Sample.logprobs`` holds one entry, its score (``generate --beams``)."""
+        return beam_generate(
+            self.model,
+            self.tokenizer,
+            prompt,
+            beams=width,
+            length=length,
+            length_penalty=length_penalty,
+            sampling=SamplingConfig.from_dict(sampling),
+            unknown=unknown,
+        )
+
+    def evaluate(
+        self,
+        source: str | None = None,
+        *,
+        all: bool = False,
+        encoding: str | None = None,
+        errors: str | None = None,
+        lowercase: bool | None = None,
+        data_dir: str | None = None,
+        unknown: str = "warn",
+    ) -> RunEvaluation:
+        """The loss on the validation split of ``source`` (default: the run's own text), or on
+        all of it with ``all=True``, scored as the run trains (``chargen eval``)."""
+        return evaluate_run(
+            self.model,
+            self.tokenizer,
+            self.config,
+            source,
+            part="all" if all else "validation",
+            encoding=encoding,
+            errors=errors,
+            lowercase=lowercase,
+            data_dir=data_dir,
+            unknown=unknown,
+        )
+
+    def score(self, text: str, unknown: str = "warn") -> Scored:
+        """The surprisal, in bits, of each token of ``text`` (``chargen score``);
+        ``.bits_per_char`` sums it up."""
+        return score_text(self.model, self.tokenizer, text, unknown)
+
+    def inspect(
+        self,
+        prompt: str = "",
+        temperatures: tuple[float, ...] | None = None,
+        *,
+        top: int = 10,
+        unknown: str = "warn",
+        **sampling: Any,
+    ) -> NextTokenTable:
+        """The next token's distribution after ``prompt`` (``chargen inspect``): one column per
+        temperature, or, when ``sampling`` names rules of a chain, the X-ray: one column per
+        stage of that chain (at one temperature)."""
+        plan = inspect_plan(sampling, temperatures)
+        return plan.table(self.model, self.tokenizer, prompt, top, unknown)
+
 
 def load(run_dir: str | Path, which: str = "best", device: str = "cpu") -> Run:
     """Load a run's ``best`` (default) or ``last`` weights for generation."""
     config, tokenizer, model = ckpt.load_run(run_dir, which, device)
     return Run(Path(run_dir), config, tokenizer, model)
+
+
+def _budget(steps: int | None, epochs: float | None, minutes: float | None) -> dict[str, Any]:
+    budget = {
+        k: v
+        for k, v in {"steps": steps, "epochs": epochs, "minutes": minutes}.items()
+        if v is not None
+    }
+    if len(budget) > 1:
+        raise ConfigError("give at most one of steps, epochs, minutes")
+    return budget
 
 
 def train(
@@ -107,20 +193,13 @@ def train(
     ``options`` are fields of ModelConfig, TrainConfig or DataConfig (e.g. ``hidden_size=256``,
     ``lowercase=True``); the preset gives the rest (``auto``, the default, chooses it from the
     corpus size, the budget and this machine's speed). The budget is ``steps``, ``epochs`` or
-    ``minutes`` (at most one; the preset's when none).
+    ``minutes`` (at most one; the preset's when none). ``resume=True`` continues the run in
+    ``out`` instead, as ``resume`` does (``source`` must be the run's).
     """
-    budget = {
-        k: v
-        for k, v in {"steps": steps, "epochs": epochs, "minutes": minutes}.items()
-        if v is not None
-    }
-    if len(budget) > 1:
-        raise ConfigError("give at most one of steps, epochs, minutes")
-    reporter = reporter or (ConsoleReporter() if verbose else None)
+    budget = _budget(steps, epochs, minutes)
     if resume:
-        if options:
-            raise ConfigError(f"cannot change {', '.join(sorted(options))} when resuming a run")
-        return resume_run(out, budget=budget or None, reporter=reporter)
+        return _resume(out, budget, source, options, reporter, verbose)
+    reporter = reporter or (ConsoleReporter() if verbose else None)
     model_cfg, train_cfg, data_cfg = build_configs(source, preset, budget, options)
     return start_run(
         out,
@@ -133,31 +212,39 @@ def train(
     )
 
 
-def build_configs(
-    source: str, preset: str, budget: dict[str, Any], options: dict[str, Any]
-) -> tuple[ModelConfig, TrainConfig, DataConfig]:
-    """A preset's configs with ``budget`` and field ``options`` applied (ConfigError on unknown names)."""
-    chosen = get_preset(preset)
-    groups: dict[str, dict[str, Any]] = {"model": {}, "train": {}, "data": {}}
-    owners = {
-        **{f.name: "model" for f in dataclasses.fields(ModelConfig)},
-        **{f.name: "train" for f in dataclasses.fields(TrainConfig)},
-        **{f.name: "data" for f in dataclasses.fields(DataConfig)},
-    }
-    for name, value in options.items():
-        if name not in owners or name in ("source", "vocab_size"):
-            raise ConfigError(f"unknown training option {name!r}")
-        groups[owners[name]][name] = value
-    train_cfg = chosen.train
-    if budget:
-        train_cfg = dataclasses.replace(
-            train_cfg, **{"steps": None, "epochs": None, "minutes": None, **budget}
-        )
-    return (
-        dataclasses.replace(chosen.model, **groups["model"]),
-        dataclasses.replace(train_cfg, **groups["train"]),
-        DataConfig(source=source, **groups["data"]),
+def resume(
+    out: str | Path,
+    *,
+    minutes: float | None = None,
+    steps: int | None = None,
+    epochs: float | None = None,
+    verbose: bool = False,
+    reporter: Reporter | None = None,
+    **options: Any,
+) -> TrainResult:
+    """Continue the run in ``out`` where it stopped (``chargen train --resume``): with a new
+    budget if given, and ``options`` limited to what a resume may change (``threads``,
+    ``device``, ``compile``, ``data_dir``: ``config.resume_overrides``)."""
+    return _resume(out, _budget(steps, epochs, minutes), None, options, reporter, verbose)
+
+
+def _resume(
+    out: str | Path,
+    budget: dict[str, Any],
+    source: str | None,
+    options: dict[str, Any],
+    reporter: Reporter | None,
+    verbose: bool,
+) -> TrainResult:
+    runtime, data_dir = resume_overrides(options)
+    return resume_run(
+        out,
+        budget=budget or None,
+        source=source,
+        data_dir=data_dir,
+        runtime=runtime,
+        reporter=reporter or (ConsoleReporter() if verbose else None),
     )
 
 
-__all__ = ["EvalResult", "Run", "TrainResult", "build_configs", "load", "train"]
+__all__ = ["EvalResult", "Run", "RunEvaluation", "Scored", "TrainResult", "load", "resume", "train"]

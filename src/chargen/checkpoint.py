@@ -44,6 +44,7 @@ from chargen.atomic import (
     read_regular,
     refuse_link_message,
 )
+from chargen.config import RunConfig
 from chargen.errors import CheckpointError
 from chargen.models import LanguageModel, build_model
 from chargen.optimizers import Optimizer
@@ -52,8 +53,8 @@ from chargen.run_files import (
     CONFIG,
     TOKENIZER,
     WEIGHTS,
-    RunConfig,
     load_config,
+    weights_file,
 )
 from chargen.tokenizer import Tokenizer, load_tokenizer
 
@@ -455,7 +456,7 @@ def load_run(
             f"{config.model.vocab_size}; the tokenizer does not belong to these weights"
         )
     model = build_model(config.model)
-    path = run / (BEST if which == "best" and (run / BEST).exists() else WEIGHTS)
+    path = weights_file(run, which)
     load_weights_into(model, path)
     model.to(device)
     model.eval()

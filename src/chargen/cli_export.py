@@ -81,14 +81,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
         raise ConfigError("--ort-dir goes with --web DIR")
     from chargen.atomic import atomic_write_bytes
-    from chargen.checkpoint import BEST, WEIGHTS, load_run
+    from chargen.checkpoint import load_run, weights_file
     from chargen.export_onnx import OPSET, export_onnx
     from chargen.onnx_engine import default_path
 
     config, tokenizer, model = load_run(args.run_dir, args.weights)
     data, diff = export_onnx(model, tokenizer, quantize)
     run = Path(args.run_dir)
-    source = run / (BEST if args.weights == "best" and (run / BEST).exists() else WEIGHTS)
+    source = weights_file(run, args.weights)
     family = config.model.family
     if family == "transformer":
         family += f" ({config.model.positions} positions)"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 
-from chargen import __version__
 from chargen.cli_data import cmd_corpora, cmd_prepare
 from chargen.cli_eval import cmd_eval, cmd_score
 from chargen.cli_export import add_export_parser
@@ -17,6 +16,7 @@ from chargen.cli_inspect import cmd_inspect, cmd_neurons, cmd_novelty
 from chargen.cli_options import _add_budget, _add_decoding_flags, _Parser, add_config_flags
 from chargen.cli_serve import cmd_serve
 from chargen.cli_train import cmd_demo, cmd_plot, cmd_train
+from chargen.version import __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -145,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("score", help="bits per character of a text under a run's model")
     p.add_argument("run_dir")
-    p.add_argument("file")
+    p.add_argument("file", help="the text to score: a file, or - for standard input")
     p.add_argument("--html", help="write a page colouring every character by its surprisal")
     _add_decoding_flags(p)
     p.add_argument("--unknown", choices=("warn", "drop", "error"), default="warn")

@@ -15,45 +15,41 @@ from chargen.errors import ConfigError
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from chargen.api import build_configs
-    from chargen.checkpoint import load_config, prepare_run_dir
-    from chargen.config import DEFAULT_PRESET, RUNTIME_FIELDS, DataConfig, ModelConfig, TrainConfig
+    from chargen.config import (
+        DEFAULT_PRESET,
+        DataConfig,
+        ModelConfig,
+        TrainConfig,
+        build_configs,
+        resume_overrides,
+    )
     from chargen.reporting import ConsoleReporter
     from chargen.training import resume_run, start_run
 
     budget = _budget(args)
     reporter = ConsoleReporter()
+    options = {
+        **given_fields(args, ModelConfig),
+        **given_fields(args, TrainConfig),
+        **given_fields(args, DataConfig),
+    }
     if args.resume:
-        changed = {
-            **given_fields(args, ModelConfig),
-            **given_fields(args, TrainConfig),
-            **given_fields(args, DataConfig),
-        }
-        changed.pop("data_dir", None)
-        runtime = {k: changed.pop(k) for k in RUNTIME_FIELDS if k in changed}
-        if changed or args.preset:
-            names = ", ".join(_flag(n) for n in sorted(changed)) or "--preset"
-            raise ConfigError(
-                f"cannot change {names} when resuming; only the budget (--steps/--epochs/--minutes), "
-                "--threads, --device and --compile may change"
-            )
-        run = prepare_run_dir(args.out, resume=True, overwrite=False)
-        stored = load_config(run).data.source
-        if args.source is not None and args.source != stored:
-            raise ConfigError(f"{run} was trained on {stored!r}, not {args.source!r}")
+        if args.preset:
+            raise ConfigError("cannot change --preset when resuming")
+        runtime, data_dir = resume_overrides(options, spell=_flag)
         result = resume_run(
-            run, budget=budget or None, data_dir=args.data_dir, runtime=runtime, reporter=reporter
+            args.out,
+            budget=budget or None,
+            source=args.source,
+            data_dir=data_dir,
+            runtime=runtime,
+            reporter=reporter,
         )
     else:
         if args.source is None:
             raise ConfigError(
                 "train needs a SOURCE (a file, folder, glob or corpus name; see: chargen corpora)"
             )
-        options = {
-            **given_fields(args, ModelConfig),
-            **given_fields(args, TrainConfig),
-            **given_fields(args, DataConfig),
-        }
         preset = args.preset or DEFAULT_PRESET
         model_cfg, train_cfg, data_cfg = build_configs(args.source, preset, budget, options)
         result = start_run(
@@ -76,7 +72,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from chargen.api import build_configs
+    from chargen.config import build_configs
     from chargen.reporting import ConsoleReporter
     from chargen.training import start_run
 

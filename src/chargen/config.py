@@ -1,10 +1,11 @@
 """Configuration dataclasses and named presets.
 
 ``ModelConfig`` says what network to build, ``TrainConfig`` how to train it and ``DataConfig``
-where the text comes from. Each round-trips through JSON (``to_dict`` / ``from_dict``) and the
-CLI flags map onto their fields one to one. A preset is a named pair of instances, not code
-(``presets.py``; ``Preset``, ``PRESETS``, ``DEFAULT_PRESET`` and ``get_preset`` are importable
-from here too).
+where the text comes from; ``RunConfig`` is the three as a run's ``config.json`` stores them.
+Each round-trips through JSON (``to_dict`` / ``from_dict``) and the CLI flags map onto their
+fields one to one. A preset is a named pair of instances, not code (``presets.py``; its names
+are importable from here too). ``build_configs`` makes a new run's configs from a preset and
+options; ``resume_overrides`` is the rule for what a resumed run may change.
 
 ``from_dict`` checks every value's type against the field's annotation (a bool is not an
 integer, an integral float such as ``64.0`` is taken as ``64``, anything else of the wrong type
@@ -18,20 +19,24 @@ from __future__ import annotations
 import codecs
 import dataclasses
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from chargen.config_checks import MAX_COUNT as MAX_COUNT  # importable from here, as before
-from chargen.config_checks import (
+from chargen.config_checks import (  # check_compatible, estimate_parameters: from here too
     _check_float,
     _check_int,
     _check_str,
     _from_dict,
     _is_int,
     _short,
+    estimate_parameters,
 )
-from chargen.errors import ConfigError
+from chargen.config_checks import check_compatible as check_compatible
+from chargen.errors import ChargenError, CheckpointError, ConfigError
 from chargen.fields import option
+from chargen.version import __version__
 
 if TYPE_CHECKING:  # at run time these come from presets.py on first use (it imports this module)
     from chargen.presets import DEFAULT_PRESET as DEFAULT_PRESET
@@ -64,36 +69,12 @@ MAX_SAMPLE_LENGTH = 1 << 20
 MAX_TEMPERATURES = 32
 MAX_THREADS = 4096
 MAX_SEED = (1 << 63) - 1  # torch and NumPy take seeds in [0, 2**63)
+RUN_FORMAT = "chargen-run"  # config.json's "format" and "version"
+RUN_VERSION = 1
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:[0-9]{1,4})?")
 
 # the names of presets.py, importable from here too (see __getattr__ at the end)
 _PRESET_NAMES = frozenset({"DEFAULT_PRESET", "PRESETS", "Preset", "get_preset"})
-
-
-def estimate_parameters(config: ModelConfig) -> int:
-    """The parameter count of the model ``config`` describes (a tied matrix counted once),
-    computed from the sizes alone, so an impossible model is refused before it is built."""
-    vocab, width, embed, layers = (
-        config.vocab_size,
-        config.hidden_size,
-        config.embed_dim,
-        config.num_layers,
-    )
-    total = vocab * embed + vocab  # embedding (absent when embed_dim is 0) and head bias
-    if config.tie_weights:
-        total += width * embed if embed != width else 0  # map to the embedding width
-    else:
-        total += width * vocab  # head weight
-    if config.family == "transformer":
-        total += embed * width if embed != width else 0
-        total += config.context_size * width if config.positions == "learned" else 0
-        return total + layers * (12 * width * width + 13 * width) + 2 * width
-    gates = 4 if config.family == "lstm" else 3
-    fan_in = embed if embed > 0 else vocab
-    for _ in range(layers):
-        total += gates * width * (fan_in + width) + 2 * gates * width
-        fan_in = width
-    return total + (2 * width if config.layer_norm else 0)
 
 
 @dataclass
@@ -409,18 +390,100 @@ class DataConfig:
         return _from_dict(cls, data, "data config")
 
 
-def check_compatible(model: ModelConfig, train: TrainConfig) -> None:
-    """ConfigError when the model cannot be trained as ``train`` says (a Transformer's
-    training windows must fit its context)."""
-    if model.family != "transformer":
-        return
-    length, flag = (
-        (train.seq_len, "--seq-len") if train.batching == "streams" else (train.maxlen, "--maxlen")
-    )
-    if length > model.context_size:
-        raise ConfigError(
-            f"{flag} ({length}) must be <= --context-size ({model.context_size}) for a transformer"
+@dataclass
+class RunConfig:
+    """The three configurations of a run, as stored in ``config.json``; with ``--preset auto``
+    also what it chose and why (``auto``: a record for people and benchmarks, never read back
+    into a setting)."""
+
+    model: ModelConfig
+    train: TrainConfig
+    data: DataConfig
+    auto: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {
+            "format": RUN_FORMAT,
+            "version": RUN_VERSION,
+            "chargen_version": __version__,
+            "model": self.model.to_dict(),
+            "train": self.train.to_dict(),
+            "data": self.data.to_dict(),
+        }
+        if self.auto is not None:
+            out["auto"] = self.auto
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "config.json") -> RunConfig:
+        if not isinstance(data, dict) or data.get("format") != RUN_FORMAT:
+            raise CheckpointError(f"{where}: not a chargen run configuration")
+        version = data.get("version")
+        if version != RUN_VERSION:
+            raise CheckpointError(
+                f"{where}: run format version {version!r} is not supported by this chargen "
+                f"(reads version {RUN_VERSION}); use the chargen version that wrote it"
+            )
+        try:
+            return cls(
+                ModelConfig.from_dict(data["model"]).validate(),
+                TrainConfig.from_dict(data["train"]).validate(),
+                DataConfig.from_dict(data["data"]).validate(),
+                data["auto"] if isinstance(data.get("auto"), dict) else None,
+            )
+        except KeyError as exc:
+            raise CheckpointError(f"{where}: missing section {exc.args[0]!r}") from None
+        except (ChargenError, TypeError) as exc:
+            raise CheckpointError(f"{where}: {exc}") from None
+
+
+def build_configs(
+    source: str, preset: str, budget: dict[str, Any], options: dict[str, Any]
+) -> tuple[ModelConfig, TrainConfig, DataConfig]:
+    """A preset's configs with ``budget`` (steps / epochs / minutes) and field ``options`` applied
+    (ConfigError on unknown names); the one way the CLI, the API and the demo make a new run's."""
+    from chargen.presets import get_preset  # presets.py imports this module
+
+    chosen = get_preset(preset)
+    groups: dict[str, dict[str, Any]] = {"model": {}, "train": {}, "data": {}}
+    owners = {
+        **{f.name: "model" for f in dataclasses.fields(ModelConfig)},
+        **{f.name: "train" for f in dataclasses.fields(TrainConfig)},
+        **{f.name: "data" for f in dataclasses.fields(DataConfig)},
+    }
+    for name, value in options.items():
+        if name not in owners or name in ("source", "vocab_size"):
+            raise ConfigError(f"unknown training option {name!r}")
+        groups[owners[name]][name] = value
+    train_cfg = chosen.train
+    if budget:
+        train_cfg = dataclasses.replace(
+            train_cfg, **{"steps": None, "epochs": None, "minutes": None, **budget}
         )
+    return (
+        dataclasses.replace(chosen.model, **groups["model"]),
+        dataclasses.replace(train_cfg, **groups["train"]),
+        DataConfig(source=source, **groups["data"]),
+    )
+
+
+def resume_overrides(
+    options: dict[str, Any], spell: Callable[[str], str] = str
+) -> tuple[dict[str, Any], str | None]:
+    """The one rule for what a resumed run may change, besides its budget: of the field values
+    in ``options``, the runtime settings (``RUNTIME_FIELDS``, this process's, never saved) and
+    ``data_dir`` (where a named corpus is cached). Returns (runtime, data_dir); ConfigError
+    naming every other field, each written as ``spell`` writes a field name (a flag, a keyword)."""
+    refused = sorted(name for name in options if name not in (*RUNTIME_FIELDS, "data_dir"))
+    if refused:
+        allowed = ", ".join(spell(name) for name in RUNTIME_FIELDS)
+        budget = "/".join(spell(name) for name in ("steps", "epochs", "minutes"))
+        raise ConfigError(
+            f"cannot change {', '.join(spell(name) for name in refused)} when resuming; only "
+            f"the budget ({budget}), {allowed} and {spell('data_dir')} may change"
+        )
+    runtime = {name: options[name] for name in RUNTIME_FIELDS if name in options}
+    return runtime, options.get("data_dir")
 
 
 if not TYPE_CHECKING:

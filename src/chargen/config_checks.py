@@ -14,9 +14,12 @@ import reprlib
 import types
 import typing
 from dataclasses import fields
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from chargen.errors import ConfigError
+
+if TYPE_CHECKING:
+    from chargen.config import ModelConfig, TrainConfig
 
 T = TypeVar("T")
 
@@ -115,3 +118,43 @@ def _check_float(
             else (f"> {low:g}" if low_open else f">= {low:g}")
         )
         raise ConfigError(f"{flag} must be {rng}, got {_short.repr(value)}")
+
+
+def estimate_parameters(config: ModelConfig) -> int:
+    """The parameter count of the model ``config`` describes (a tied matrix counted once),
+    computed from the sizes alone, so an impossible model is refused before it is built."""
+    vocab, width, embed, layers = (
+        config.vocab_size,
+        config.hidden_size,
+        config.embed_dim,
+        config.num_layers,
+    )
+    total = vocab * embed + vocab  # embedding (absent when embed_dim is 0) and head bias
+    if config.tie_weights:
+        total += width * embed if embed != width else 0  # map to the embedding width
+    else:
+        total += width * vocab  # head weight
+    if config.family == "transformer":
+        total += embed * width if embed != width else 0
+        total += config.context_size * width if config.positions == "learned" else 0
+        return total + layers * (12 * width * width + 13 * width) + 2 * width
+    gates = 4 if config.family == "lstm" else 3
+    fan_in = embed if embed > 0 else vocab
+    for _ in range(layers):
+        total += gates * width * (fan_in + width) + 2 * gates * width
+        fan_in = width
+    return total + (2 * width if config.layer_norm else 0)
+
+
+def check_compatible(model: ModelConfig, train: TrainConfig) -> None:
+    """ConfigError when the model cannot be trained as ``train`` says (a Transformer's
+    training windows must fit its context)."""
+    if model.family != "transformer":
+        return
+    length, flag = (
+        (train.seq_len, "--seq-len") if train.batching == "streams" else (train.maxlen, "--maxlen")
+    )
+    if length > model.context_size:
+        raise ConfigError(
+            f"{flag} ({length}) must be <= --context-size ({model.context_size}) for a transformer"
+        )

@@ -8,15 +8,20 @@
   target (the token after the window) per window, windows shuffled every epoch.
 
 Both are pure functions of (epoch, step), so a resumed run reads exactly what an uninterrupted
-one would have read.
+one would have read. ``load_ids`` reads the ids of any source (a prepared folder or text).
 """
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
-from chargen.errors import TrainingError
+from chargen.config import DataConfig
+from chargen.errors import ConfigError, TrainingError
+from chargen.tokenizer import Tokenizer
 
 
 def smallest_id_dtype(vocab_size: int) -> np.dtype:
@@ -135,3 +140,65 @@ def eval_streams(
     streams = int(max(1, min(max_streams, (len(ids) - 1) // min_stream)))
     length = len(ids) // streams
     return np.asarray(ids[: streams * length], dtype=np.int64).reshape(streams, length)
+
+
+@dataclass(frozen=True)
+class SourceIds:
+    """A source's token ids, the tokenizer that made them, and the checksum a resume compares."""
+
+    tokenizer: Tokenizer
+    ids: np.ndarray
+    sha256: str  # of the text as encoded; a prepared folder's own ``source_sha256``
+
+
+def text_checksum(text: str) -> str:
+    """SHA-256 of ``text`` in UTF-8 (lone surrogates kept): the corpus a run was trained on."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def load_ids(
+    data: DataConfig,
+    tokenizer: Tokenizer | None = None,
+    *,
+    unknown: str = "error",
+    progress: bool = False,
+) -> SourceIds:
+    """The token ids of ``data.source``, from any source: a prepared folder (memory-mapped; it
+    must have been prepared as ``data.lines`` says, with ``tokenizer``'s vocabulary), or text
+    read by ``load_corpus`` with ``data``'s decoding rules, framed as a list when ``data.lines``,
+    and encoded by ``tokenizer`` (``unknown`` as ``Tokenizer.encode``), or by a new one of kind
+    ``data.tokenizer`` built from the text when None. One reader for training, resume, ``eval``,
+    the API and the benchmarks."""
+    # imported here: prepare.py imports this module for ``smallest_id_dtype``
+    from chargen.corpus import load_corpus
+    from chargen.lines import items_of, lines_text
+    from chargen.prepare import is_prepared, open_prepared
+    from chargen.tokenizer import build_tokenizer
+
+    if is_prepared(data.source):
+        prepared = open_prepared(data.source)
+        framed = bool(prepared.meta.get("lines", False))
+        if framed != data.lines:
+            said, other = ("with", "without") if framed else ("without", "with")
+            raise ConfigError(
+                f"{data.source} was prepared {said} --lines and the run reads it {other} "
+                "--lines; prepare it again the way the run trains"
+            )
+        if tokenizer is not None and tokenizer.to_dict() != prepared.tokenizer.to_dict():
+            raise ConfigError(f"{data.source}: prepared with another vocabulary than the run's")
+        return SourceIds(prepared.tokenizer, prepared.ids, prepared.meta["source_sha256"])
+    corpus = load_corpus(
+        data.source,
+        encoding=data.encoding,
+        errors=data.errors,
+        lowercase=data.lowercase,
+        data_dir=data.data_dir,
+        progress=progress,
+    )
+    text = lines_text(items_of(corpus.text)) if data.lines else corpus.text
+    if tokenizer is None:
+        tokenizer = build_tokenizer(data.tokenizer, text, max_vocab=data.max_vocab)
+    ids = tokenizer.encode(text, unknown=unknown)
+    return SourceIds(
+        tokenizer, ids.astype(smallest_id_dtype(tokenizer.vocab_size)), text_checksum(text)
+    )

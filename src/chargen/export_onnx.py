@@ -124,7 +124,7 @@ def _build(
     model: LanguageModel, tokenizer: Tokenizer, quantize: str | None
 ) -> tuple[Any, dict[str, tuple[bool, np.ndarray]]]:
     """``build_onnx`` and, with int8, the rounded values of each quantized parameter."""
-    from chargen import __version__
+    from chargen.version import __version__
 
     onnx, _ = require_onnx()
     config = model.config

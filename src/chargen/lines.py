@@ -19,11 +19,8 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from chargen.errors import TrainingError
-from chargen.evaluate import LN2, EvalResult
-from chargen.models import LanguageModel
 
 BOUNDARY = "\n"
 SPLIT_SEED = 0
@@ -110,37 +107,3 @@ class LineBatches:
         chosen = order[step * self.batch_size : (step + 1) * self.batch_size]
         chosen = chosen[rows or slice(None)]
         return padded_examples(self.ids, self.bounds, chosen, self.pad_id)
-
-
-@torch.inference_mode()
-def evaluate_items(
-    model: LanguageModel,
-    ids: np.ndarray,
-    bounds: np.ndarray,
-    items: np.ndarray,
-    char_lengths: np.ndarray,
-    *,
-    max_tokens: int = 1_000_000,
-    batch_size: int = 256,
-) -> EvalResult:
-    """Loss over whole items, each from a fresh state; every item's end counts as a character."""
-    was_training = model.training
-    model.eval()
-    device = model.head.weight.device
-    pad = int(ids[bounds[0]])
-    total, tokens, chars = 0.0, 0, 0
-    for b in range(0, len(items), batch_size):
-        if tokens >= max_tokens:
-            break
-        x, y = padded_examples(ids, bounds, items[b : b + batch_size], pad)
-        logits, _ = model(x.to(device), None)
-        flat = logits.reshape(-1, logits.shape[-1]).float()
-        total += float(
-            F.cross_entropy(flat, y.reshape(-1).to(device), ignore_index=IGNORE, reduction="sum")
-        )
-        real = y[y != IGNORE].numpy()
-        tokens += len(real)
-        chars += int(char_lengths[real].sum())
-    model.train(was_training)
-    per_char = total / max(chars, 1)
-    return EvalResult(total / max(tokens, 1), per_char, per_char / LN2, tokens, chars)

@@ -28,7 +28,7 @@ from chargen.errors import ChargenError, CheckpointError
 from chargen.numpy_draw import TemperatureDraw
 from chargen.numpy_step import NumpyRNNStep, RNNArrays, arrays_of_file, saved_shapes
 from chargen.prompt_ids import encode_prompt, start_token
-from chargen.run_files import BEST, TOKENIZER, WEIGHTS, load_config
+from chargen.run_files import TOKENIZER, load_config, weights_file
 from chargen.sampling_config import GREEDY_BELOW, SamplingConfig
 from chargen.token_loop import Stream, TokenLoop
 from chargen.tokenizer import Tokenizer, load_tokenizer
@@ -68,7 +68,7 @@ class PlainRun:
             tokenizer = load_tokenizer(run / TOKENIZER)
             if tokenizer.vocab_size != model.vocab_size:
                 return None
-            path = run / (BEST if which == "best" and (run / BEST).exists() else WEIGHTS)
+            path = weights_file(run, which)
             # a regular file (never a FIFO that would block) no larger than its tensors imply
             size = 4 * sum(math.prod(shape) for shape in saved_shapes(model).values())
             data = read_regular(path, CheckpointError, size + HEADER_BYTES)

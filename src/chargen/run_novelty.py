@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from chargen.checkpoint import RunConfig
+from chargen.config import RunConfig
 from chargen.errors import ConfigError
 from chargen.novelty import CorpusIndex, ItemIndex, Span
 from chargen.prepare import PreparedData

@@ -28,14 +28,13 @@ from chargen.training.tensorboard import TensorBoardLog
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from chargen.config import TrainConfig
+    from chargen.config import RunConfig, TrainConfig
     from chargen.data import StreamBatches, WindowBatches
     from chargen.distributed import World
     from chargen.lines import LineBatches
     from chargen.models import LanguageModel
     from chargen.optimizers import Optimizer
     from chargen.reporting import Reporter
-    from chargen.run_files import RunConfig
     from chargen.tokenizer import Tokenizer
     from chargen.training.callbacks import Callback
     from chargen.training.schedule import Budget

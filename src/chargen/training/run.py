@@ -1,9 +1,8 @@
-"""Start and resume runs: read and encode the corpus (or open a prepared folder), choose
+"""Start and resume runs: read the corpus's ids (``data.load_ids``), choose
 ``--preset auto``'s settings, build the ``Trainer`` and run it inside torchrun's world."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -14,55 +13,15 @@ import torch
 
 from chargen import auto
 from chargen import checkpoint as ckpt
-from chargen.config import DataConfig, ModelConfig, TrainConfig, check_compatible
-from chargen.corpus import load_corpus
-from chargen.data import smallest_id_dtype
+from chargen.config import DataConfig, ModelConfig, RunConfig, TrainConfig, check_compatible
+from chargen.data import load_ids
+from chargen.data import text_checksum as text_checksum  # importable from here, as before
 from chargen.distributed import World, close_world, init_world
-from chargen.errors import TrainingError
-from chargen.lines import items_of, lines_text
-from chargen.prepare import is_prepared, open_prepared
+from chargen.errors import ConfigError
 from chargen.reporting import Reporter
-from chargen.tokenizer import Tokenizer, build_tokenizer, load_tokenizer
+from chargen.tokenizer import Tokenizer, load_tokenizer
 from chargen.training.runtime import run_device
 from chargen.training.trainer import Trainer, TrainResult
-
-
-def text_checksum(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def _encode_corpus(
-    data: DataConfig, tokenizer: Tokenizer | None, progress: bool
-) -> tuple[Tokenizer, np.ndarray, str]:
-    """Token ids of the source (memory-mapped for a prepared data folder) and a corpus checksum."""
-    if is_prepared(data.source):
-        prepared = open_prepared(data.source)
-        if tokenizer is not None and tokenizer.to_dict() != prepared.tokenizer.to_dict():
-            raise TrainingError(f"{data.source}: its tokenizer differs from the run's")
-        if bool(prepared.meta.get("lines", False)) != data.lines:
-            said = "with" if prepared.meta.get("lines", False) else "without"
-            raise TrainingError(
-                f"{data.source} was prepared {said} --lines; train it the same way, or "
-                "prepare it again"
-            )
-        return prepared.tokenizer, prepared.ids, prepared.meta["source_sha256"]
-    corpus = load_corpus(
-        data.source,
-        encoding=data.encoding,
-        errors=data.errors,
-        lowercase=data.lowercase,
-        data_dir=data.data_dir,
-        progress=progress,
-    )
-    text = lines_text(items_of(corpus.text)) if data.lines else corpus.text
-    if tokenizer is None:
-        tokenizer = build_tokenizer(data.tokenizer, text, max_vocab=data.max_vocab)
-    ids = tokenizer.encode(text, unknown="error")
-    return (
-        tokenizer,
-        ids.astype(smallest_id_dtype(tokenizer.vocab_size)),
-        text_checksum(text),
-    )
 
 
 def start_run(
@@ -90,13 +49,14 @@ def start_run(
 
     def body(world: World) -> TrainResult:
         progress = reporter is not None and world.is_main
-        tokenizer, ids, sha = _encode_corpus(data, None, progress=progress)
+        source = load_ids(data, progress=progress)
+        tokenizer, ids, sha = source.tokenizer, source.ids, source.sha256
         chosen_model, chosen_train, choice = model, train, None
         if auto is not None:
             chosen_model, chosen_train, choice = _choose_auto(train, auto, ids, tokenizer, world)
             if reporter is not None and world.is_main:
                 reporter.message(choice.line)
-        config = ckpt.RunConfig(
+        config = RunConfig(
             replace(chosen_model, vocab_size=tokenizer.vocab_size),
             chosen_train,
             data,
@@ -157,6 +117,7 @@ def resume_run(
     out: str | Path,
     *,
     budget: dict[str, Any] | None = None,
+    source: str | None = None,
     data_dir: str | None = None,
     runtime: dict[str, Any] | None = None,
     reporter: Reporter | None = None,
@@ -165,10 +126,14 @@ def resume_run(
     """Continue the run in ``out``.
 
     ``budget`` may replace its steps / epochs / minutes; ``runtime`` its threads / device / compile
-    (settings of this process, not of the run, so they are not saved).
+    (settings of this process, not of the run, so they are not saved); ``data_dir`` where a named
+    corpus is cached (``config.resume_overrides`` is the rule). ``source``, when given, must be
+    the one the run was trained on.
     """
     run = ckpt.prepare_run_dir(out, resume=True, overwrite=False)
     config = ckpt.load_config(run)
+    if source is not None and source != config.data.source:
+        raise ConfigError(f"{run} was trained on {config.data.source!r}, not {source!r}")
     tokenizer = load_tokenizer(run / ckpt.TOKENIZER)
     if budget:
         train = replace(
@@ -182,8 +147,8 @@ def resume_run(
 
     def body(world: World) -> TrainResult:
         progress = reporter is not None and world.is_main
-        _, ids, sha = _encode_corpus(data, tokenizer, progress=progress)
-        trainer = Trainer(run, config, tokenizer, ids, sha, reporter, world)
+        source = load_ids(data, tokenizer, progress=progress)
+        trainer = Trainer(run, config, tokenizer, source.ids, source.sha256, reporter, world)
         trainer.restore()
         # the new budget is written only once the old state has loaded: a refused resume changes nothing
         if budget and world.is_main:

@@ -21,8 +21,8 @@ from chargen.data import StreamBatches, WindowBatches, split_ids
 from chargen.distributed import World
 from chargen.early_stop import EarlyStop
 from chargen.errors import ChargenError, TrainingError
-from chargen.evaluate import EvalResult, evaluate_streams, evaluate_windows, token_char_lengths
-from chargen.lines import BOUNDARY, LineBatches, evaluate_items, item_bounds, split_items
+from chargen.evaluate import EvalResult, EvalSet, token_char_lengths
+from chargen.lines import BOUNDARY, LineBatches, item_bounds, split_items
 from chargen.models import LanguageModel, build_model
 from chargen.reporting import Reporter
 from chargen.tokenizer import Tokenizer
@@ -110,6 +110,7 @@ class Trainer(LoopMixin, StepMixin, SampleMixin):
         self.rows = self.world.rows(self.batches.batch_size) if self.world.enabled else None
         self.steps_per_epoch = max(1, self.batches.steps_per_epoch // self.tc.grad_accum)
         self.char_lengths = token_char_lengths(tokenizer.vocab)
+        self.eval_set = EvalSet.of_run(ids, tokenizer.vocab, self.tc, self.lines)
         torch.manual_seed(self.tc.seed)
         self.model: LanguageModel = build_model(config.model).to(self.device)
         self.net: torch.nn.Module = self.model
@@ -238,27 +239,8 @@ class Trainer(LoopMixin, StepMixin, SampleMixin):
             torch.manual_seed(self.tc.seed + 1_000_003 * step + self.world.rank)
 
     def evaluate(self) -> EvalResult:
-        if self.lines:
-            return evaluate_items(
-                self.model,
-                self.val_ids,
-                self.bounds,
-                self.val_items,
-                self.char_lengths,
-                max_tokens=self.tc.eval_max_tokens,
-            )
-        if self.tc.batching == "windows":
-            return evaluate_windows(
-                self.model,
-                self.val_ids,
-                self.char_lengths,
-                maxlen=self.tc.maxlen,
-                step=self.tc.window_step,
-                max_tokens=self.tc.eval_max_tokens,
-            )
-        return evaluate_streams(
-            self.model, self.val_ids, self.char_lengths, max_tokens=self.tc.eval_max_tokens
-        )
+        """The validation loss now (``EvalSet``: the run's split, scheme and token cap)."""
+        return self.eval_set.evaluate(self.model, self.tc.eval_max_tokens)
 
     # ----------------------------------------------------------------- events
     def record_eval(self, train_loss: float, chars_per_s: float) -> None:
