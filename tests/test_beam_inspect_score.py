@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import itertools
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -195,3 +197,22 @@ def test_cli_inspect_score_and_beams(
         == 0
     )
     assert capsys.readouterr().out.count("------ beam") == 2
+
+
+def test_score_reads_standard_input_as_it_reads_a_file(
+    trained_run: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    raw = "\ufeffthe cat sees\r\nthe moon.\r\n".encode()
+    (tmp_path / "t.txt").write_bytes(raw)
+    capsys.readouterr()
+    assert main(["score", str(trained_run), str(tmp_path / "t.txt")]) == 0
+    from_file = capsys.readouterr().out.split(": ", 1)[1]
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8"))
+    assert main(["score", str(trained_run), "-"]) == 0
+    assert capsys.readouterr().out == f"-: {from_file}"
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"\xff"), encoding="utf-8"))
+    assert main(["score", str(trained_run), "-"]) == 2
+    assert "stdin: byte 0xff at offset 0" in capsys.readouterr().err

@@ -106,6 +106,17 @@ def test_chunks_join_to_the_whole_text(
     assert all(chunks) and files == [str(path)]
 
 
+@settings(max_examples=60, deadline=None)
+@given(text=texts, encoding=st.sampled_from(ENCODINGS), lowercase=st.booleans())
+def test_a_stream_is_read_as_a_file_is(text: str, encoding: str, lowercase: bool) -> None:
+    """stdin's bytes (``stream_text``) give the text the same bytes in a file give."""
+    raw = text.encode(encoding)
+    streamed = text_reader.stream_text(raw, "stdin", encoding, "strict", lowercase)
+    assert streamed == oracle(raw, encoding, "strict", lowercase)
+    with pytest.raises(DecodeError, match="stdin: byte 0xff at offset 1 is not valid utf-8"):
+        text_reader.stream_text(b"a\xff", "stdin", "utf-8", "strict", False)
+
+
 @settings(max_examples=40, deadline=None)
 @given(text=texts, chunk=st.integers(1, 9), max_word=st.integers(1, 6))
 def test_a_bounded_word_wait_changes_nothing_without_sigma(

@@ -26,8 +26,9 @@ def load_text(
     """FILE, or for ``-`` the bytes ``read_stdin()`` gives, decoded as ``score`` decodes a
     text: with ``data``'s error policy and lower-casing unless given; newlines normalised.
     CorpusError for an empty text or undecodable bytes."""
-    from chargen.corpus import check_decoding, decode_bytes, load_corpus
+    from chargen.corpus import check_decoding, load_corpus
     from chargen.errors import CorpusError
+    from chargen.text_reader import stream_text
 
     errors = errors or data.errors
     lowercase = data.lowercase if lowercase is None else lowercase
@@ -36,11 +37,10 @@ def load_text(
             file, encoding=encoding, errors=errors, lowercase=lowercase, progress=False
         ).text
     check_decoding(encoding, errors)
-    text = decode_bytes(read_stdin(), "stdin", encoding or "utf-8", errors)
-    text = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+    text = stream_text(read_stdin(), "stdin", encoding or "utf-8", errors, lowercase)
     if not text.strip():
         raise CorpusError("stdin: the text is empty")
-    return text.lower() if lowercase else text
+    return text
 
 
 @dataclass

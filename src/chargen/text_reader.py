@@ -85,6 +85,16 @@ def binary_error(path: str | Path) -> CorpusError:
     return CorpusError(f"{path}: looks like a binary file (it holds NUL bytes), not text")
 
 
+def stream_text(data: bytes, name: str, encoding: str, errors: str, lowercase: bool) -> str:
+    """Bytes read from a stream (stdin) as ``TextReader`` reads a file: decoded with a one-line
+    DecodeError naming ``name``, the BOM dropped, newlines and case normalised."""
+    from chargen.corpus import ResolvedSource  # corpus.py imports this module
+
+    text = decode_bytes(data, name, encoding, errors)
+    built = ResolvedSource(name, (), encoding, text)
+    return "".join(TextReader(built, errors, lowercase, max_word=None).chunks())
+
+
 # --- the reader ---------------------------------------------------------------------------
 
 
