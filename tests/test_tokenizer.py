@@ -454,3 +454,15 @@ def test_from_chunks_of_nothing_is_the_empty_text_error(kind: str) -> None:
         pytest.skip("the bpe kind needs the tokenizers package")
     with pytest.raises(TokenizerError, match="empty text"):
         TOKENIZERS[kind].from_chunks(iter([]))
+
+
+def test_each_kind_states_its_unit_and_whether_it_frames_lines() -> None:
+    """What callers ask of a kind (the page's "per character", ``--lines``) is the class's."""
+    from chargen.tokenizer import TOKENIZERS
+
+    stated = {kind: (cls.unit, cls.frames_lines) for kind, cls in TOKENIZERS.items()}
+    assert stated == {
+        "char": ("character", True),
+        "word": ("token", True),
+        "bpe": ("token", False),
+    }

@@ -204,7 +204,7 @@ def site_config(
         ],
         "vocab_size": tokenizer.vocab_size,
         "tokenizer": tokenizer.kind,
-        "per": "character" if tokenizer.kind == "char" else "token",
+        "per": tokenizer.unit,
         "start_token": start_token(tokenizer),
         "prompt": prompt.text,
         "prompt_note": note,

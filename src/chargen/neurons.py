@@ -200,7 +200,7 @@ def describe(model: LanguageModel) -> str:
 def encode_text(tokenizer: Tokenizer, text: str, unknown: str) -> tuple[str, np.ndarray]:
     """(the text as read, its ids): symbols the vocabulary lacks follow ``unknown`` (``score``'s
     policy); dropped ones leave the text, ``<unk>`` ones stay as written."""
-    if tokenizer.kind != "char":
+    if tokenizer.unit != "character":
         raise ConfigError(
             f"chargen neurons reads character-level runs; this run's tokenizer is "
             f"{tokenizer.kind!r} (one column per character is what the page shows)"

@@ -154,7 +154,7 @@ class RunNovelty:
         corpus = self.corpus
         assert corpus is not None
         train, _ = split_ids(corpus.ids(self.tokenizer), self.config.train.val_fraction)
-        char_run = self.tokenizer.kind == "char"
+        char_run = self.tokenizer.unit == "character"
         if corpus.prepared is not None and char_run:
             from chargen.prepare import open_novelty_index
 

@@ -41,6 +41,10 @@ class Tokenizer:
     """
 
     kind: ClassVar[str] = "base"
+    # what the kind is, for those who ask rather than dispatch: a token's unit ("character":
+    # one per code point), and whether a --lines list can be framed in it (a boundary token)
+    unit: ClassVar[str] = "token"
+    frames_lines: ClassVar[bool] = True
 
     @classmethod
     def build(cls, text: str, max_vocab: int | None = None) -> Tokenizer:

@@ -34,6 +34,7 @@ class BPETokenizer(Tokenizer):
     """
 
     kind = "bpe"
+    frames_lines = False  # a newline may merge into a piece: no boundary token of its own
 
     def __init__(
         self,

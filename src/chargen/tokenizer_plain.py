@@ -36,6 +36,7 @@ class CharTokenizer(Tokenizer):
     """One token per Unicode code point; encoding is vectorised with NumPy."""
 
     kind = "char"
+    unit = "character"
 
     def __init__(self, vocab: list[str], unk_id: int | None = None) -> None:
         super().__init__(vocab, unk_id)

@@ -203,7 +203,7 @@ def create_app(
             "seed_text_note": prompt.note,
             "units": {
                 "surprisal": "bits",
-                "per": "character" if tokenizer.kind == "char" else "token",
+                "per": tokenizer.unit,
             },
             "surprisal_scale": SURPRISAL_SCALE,
             "weights": {

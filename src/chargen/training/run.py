@@ -87,7 +87,7 @@ def _choose_auto(
     device = run_device(train.device, world)
     speed = world.mean(auto.probe_chars_per_s(device), device)
     train_tokens = int(len(ids) * (1 - train.val_fraction))  # of the text, or of the lines
-    unit = "chars" if tokenizer.kind == "char" else "tokens"
+    unit = "chars" if tokenizer.unit == "character" else "tokens"
 
     def measure(model: ModelConfig, tuned: TrainConfig) -> float:
         return world.mean(

@@ -147,7 +147,7 @@ class Trainer(LoopMixin, StepMixin, SampleMixin):
         """``--lines``: whole items in batches, a fixed random share held out (lines.py)."""
         if self.tc.batching == "windows":
             raise TrainingError("--lines trains whole items; --batching windows does not apply")
-        if BOUNDARY not in self.tokenizer.vocab or self.tokenizer.kind == "bpe":
+        if BOUNDARY not in self.tokenizer.vocab or not self.tokenizer.frames_lines:
             raise TrainingError("--lines works with --tokenizer char or word")
         self.bounds = item_bounds(ids, self.tokenizer.vocab.index(BOUNDARY))
         self.train_items, self.val_items = split_items(len(self.bounds) - 1, self.tc.val_fraction)
