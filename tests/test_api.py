@@ -234,3 +234,20 @@ def test_inspect_is_what_inspect_prints(run: Path, capsys: pytest.CaptureFixture
     assert loaded.inspect("th", top_k=3).to_dict() == xray and len(xray["columns"]) > 1
     with pytest.raises(ConfigError, match="takes one --temperature"):
         loaded.inspect("th", (0.5, 1.0), top_k=3)
+
+
+def test_items_are_what_generate_prints_for_a_list(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], run: Path
+) -> None:
+    names = tmp_path / "names.txt"
+    names.write_text("".join(f"{w}{i % 17}\n" for i, w in enumerate(["ana", "bo", "cy"] * 60)))
+    chargen.train(str(names), tmp_path / "list", steps=20, preset="medium", lines=True, **TINY)
+    printed = _cli_json(
+        capsys, "generate", str(tmp_path / "list"), "--seed", "3", "--num-samples", "5",
+        "--temperature", "0.8", "--novelty", "--format", "jsonl",
+    )  # fmt: skip
+    found = chargen.load(tmp_path / "list").items(5, temperature=0.8, seed=3, novelty=True)
+    assert [item.to_dict(0.8) for item in found] == printed
+    assert all(item.label in ("train", "val", "new") for item in found)
+    with pytest.raises(ConfigError, match="not trained with --lines"):
+        chargen.load(run).items(2)

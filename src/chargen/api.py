@@ -7,7 +7,7 @@ print(run.generate("The ", length=200, temperature=0.5))
 print(run.evaluate().result.bits_per_char, run.score("Some text.").bits_per_char)
 
 ``train`` / ``resume`` start and continue runs; a ``Run`` generates (``generate``,
-``samples``, ``beams``), measures (``evaluate``, ``score``) and looks inside (``inspect``).
+``samples``, ``items`` of a list, ``beams``), measures (``evaluate``, ``score``) and looks inside (``inspect``).
 Each method calls the core function the command of the same name calls.
 """
 
@@ -23,6 +23,7 @@ from chargen.errors import ConfigError
 from chargen.evaluate import EvalResult, RunEvaluation, evaluate_run
 from chargen.generate import Sample, beam_generate, generate
 from chargen.inspect_next import NextTokenTable, inspect_plan
+from chargen.items import Item, draw_items
 from chargen.models import LanguageModel
 from chargen.reporting import ConsoleReporter, Reporter
 from chargen.sampling import SamplingConfig
@@ -86,6 +87,45 @@ class Run:
             stop=stop,
             unknown=unknown,
         )
+
+    def items(
+        self,
+        count: int = 10,
+        prompt: str = "",
+        temperature: float = 1.0,
+        *,
+        length: int = 400,
+        seed: int = 0,
+        novelty: bool = False,
+        only_new: bool = False,
+        stop: tuple[str, ...] = (),
+        unknown: str = "warn",
+        **sampling: Any,
+    ) -> list[Item]:
+        """``count`` items of a ``--lines`` run, each from the boundary to the next (``chargen
+        generate`` of such a run): item ``i`` uses seed ``seed + i``. ``novelty`` labels each
+        ``train``, ``val`` or ``new``; ``only_new`` keeps drawing until ``count`` are new."""
+        if not self.config.data.lines:
+            raise ConfigError(f"{self.path} was not trained with --lines; use samples()")
+        index = None
+        if novelty or only_new:
+            from chargen.run_novelty import RunNovelty
+
+            index = RunNovelty.open(self.path, self.config, self.tokenizer).items
+        found, _ = draw_items(
+            self.model,
+            self.tokenizer,
+            prompt,
+            index,
+            count=count,
+            length=length,
+            sampling=SamplingConfig.from_dict({"temperature": temperature, **sampling}),
+            seed=seed,
+            stop=stop,
+            only_new=only_new,
+            unknown=unknown,
+        )
+        return found
 
     def beams(
         self,
@@ -247,4 +287,14 @@ def _resume(
     )
 
 
-__all__ = ["EvalResult", "Run", "RunEvaluation", "Scored", "TrainResult", "load", "resume", "train"]
+__all__ = [
+    "EvalResult",
+    "Item",
+    "Run",
+    "RunEvaluation",
+    "Scored",
+    "TrainResult",
+    "load",
+    "resume",
+    "train",
+]
