@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import json
+import re
 import signal
 import socket
 import statistics
@@ -201,6 +202,28 @@ def hostile_round(url: str, port: int, proc: subprocess.Popen[str]) -> None:
     status, took = raw(port, head("Content-Length: 1000\r\n"), [b'{"length": 1'])
     row("promise 1,000 bytes, send 12", "408 within 10 s", f"{status[9:]} after {took:.1f} s")
 
+    # a slowloris: more half-sent request heads from one address than the server's connections
+    start = time.perf_counter()
+    held = []
+    for _ in range(300):
+        sock = socket.create_connection(("127.0.0.1", port), 30, source_address=("127.0.0.2", 0))
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        held.append(sock)
+    time.sleep(0.3)
+    other = httpx.get(f"{url}/healthz", timeout=5).status_code
+    lines: dict[bytes, int] = {}
+    for sock in held:
+        first = sock.recv(100).split(b"\r\n")[0][9:12]
+        lines[first] = lines.get(first, 0) + 1
+        sock.close()
+    row(
+        "300 connections from one address, each half a request line (slowloris)",
+        "others served; the address's share 408 at 10 s, the rest 503",
+        f"another address {other}; "
+        + ", ".join(f"{n} × {code.decode() or 'closed'}" for code, n in sorted(lines.items()))
+        + f", all done {time.perf_counter() - start:.1f} s after the first",
+    )
+
     def long_prompt() -> int:
         body = {"prompt": "the " * 4096, "length": 5}
         return httpx.post(f"{url}/v1/generate", json=body, timeout=120).status_code
@@ -265,7 +288,8 @@ def hostile_round(url: str, port: int, proc: subprocess.Popen[str]) -> None:
         "corpus by name only",
         "source "
         + json.loads(info)["config"]["data"]["source"]
-        + ("" if "/" not in info else " (a path!)"),
+        # a path would show as a JSON string starting with "/" ("chars/s" in a note is none)
+        + ("" if not re.search(r'"/[^"]*"', info) else " (a path!)"),
     )
 
 

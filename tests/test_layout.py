@@ -194,6 +194,7 @@ TESTS_OF: dict[str, tuple[str, ...]] = {
     "server/batcher.py": ("test_hostile_server.py", "test_samplers.py"),
     "server/beams_route.py": ("test_beams_route.py",),
     "server/body.py": ("test_hostile_server.py", "test_openai_api.py", "test_neurons_route.py"),
+    "server/guard.py": ("test_server_guard.py",),
     "server/live.py": ("test_live_weights.py",),
     "server/neurons_route.py": ("test_neurons_route.py",),
     "server/openai_api.py": ("test_openai_api.py",),

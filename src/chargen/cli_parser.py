@@ -319,6 +319,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--timeout", type=float, default=60.0, help="seconds one request may run")
     p.add_argument(
+        "--header-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="a request's head (request line and headers) must arrive within this, else 408",
+    )
+    p.add_argument(
+        "--client-connections",
+        type=int,
+        metavar="N",
+        help="connections one client address may hold open (default: half the server's "
+        "limit, 2 x --max-queue + 8); behind a reverse proxy every client has its address",
+    )
+    p.add_argument(
         "--cors-origin", action="append", help="allow this origin (repeatable); none by default"
     )
     p.add_argument(

@@ -16,6 +16,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         import uvicorn
 
         from chargen.server.app import ServerLimits, create_app
+        from chargen.server.guard import guarded_protocol
         from chargen.server.threads import use_threads
     except ImportError:
         raise ConfigError(
@@ -26,8 +27,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for flag, value in (("--max-queue", args.max_queue), ("--max-length", args.max_length)):
         if value < 1:
             raise ConfigError(f"{flag} must be >= 1, got {value}")
-    if not args.timeout > 0:
-        raise ConfigError(f"--timeout must be > 0, got {args.timeout}")
+    for flag, seconds in (("--timeout", args.timeout), ("--header-timeout", args.header_timeout)):
+        if not (math.isfinite(seconds) and seconds > 0):
+            raise ConfigError(f"{flag} must be a number of seconds > 0, got {seconds}")
+    connections = 4 * args.max_queue + 16  # uvicorn answers 503 past it
+    per_client = connections // 2 if args.client_connections is None else args.client_connections
+    if not 1 <= per_client <= connections:
+        raise ConfigError(
+            f"--client-connections must be in [1, {connections}] (4 x --max-queue + 16), "
+            f"got {per_client}"
+        )
     limits = ServerLimits(
         max_queue=args.max_queue, max_length=args.max_length, timeout_s=args.timeout
     )
@@ -42,13 +51,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     # SIGTERM ends the server within about 2 s whatever is in flight: uvicorn waits at most
     # 1 s for open connections (streams included) before cancelling them, then the batcher
-    # ends what is left; past limit_concurrency connections uvicorn answers 503 at once
+    # ends what is left; past limit_concurrency connections uvicorn answers 503 at once, and
+    # the guard keeps one address from holding them all or holding one without a request
     uvicorn.run(
         app,
         host=args.host,
         port=args.port,
         log_level="warning",
         timeout_graceful_shutdown=1,
-        limit_concurrency=4 * limits.max_queue + 16,
+        limit_concurrency=connections,
+        http=guarded_protocol(args.header_timeout, per_client),
     )
     return 0
