@@ -284,3 +284,41 @@ def test_works_with_a_real_recurrent_model() -> None:
     best = sorted(truth.items(), key=lambda kv: -kv[1])[: V**2]
     assert [tuple(seq) for seq, _ in found] == [seq for seq, _ in best]
     assert [s for _, s in found] == pytest.approx([s for _, s in best], abs=1e-5)
+
+
+def brute_force_ended(
+    model: PrefixModel, last: int, length: int, end: int, alpha: float
+) -> list[tuple[list[int], float]]:
+    """Every distinct hypothesis when ``end`` finishes a sequence: each sequence of ``length``
+    tokens cut after its first ``end``, scored ``sum log p / its length ** alpha``, best first."""
+    seqs = torch.tensor(list(itertools.product(range(V), repeat=length)), dtype=torch.long)
+    n = seqs.shape[0]
+    codes = torch.zeros(n, dtype=torch.long)
+    ids = torch.full((n,), last, dtype=torch.long)
+    sums = torch.zeros((n, length), dtype=torch.float64)  # log p of the first t + 1 tokens
+    total = torch.zeros(n, dtype=torch.float64)
+    for t in range(length):
+        logits, codes = model.step(ids, codes)
+        total += torch.log_softmax(logits, -1).gather(1, seqs[:, t : t + 1])[:, 0]
+        sums[:, t] = total
+        ids = seqs[:, t]
+    found: dict[tuple[int, ...], float] = {}
+    for seq, row in zip(seqs.tolist(), sums.tolist(), strict=True):
+        cut = seq.index(end) + 1 if end in seq else length
+        found[tuple(seq[:cut])] = row[cut - 1] / cut**alpha
+    return sorted(([list(k), v] for k, v in found.items()), key=lambda r: -r[1])  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0])
+def test_an_end_token_finishes_a_beam_and_a_wide_beam_equals_brute_force(alpha: float) -> None:
+    """A ``--lines`` run's boundary: a beam that draws it is finished there (shorter, its
+    score normalised by its own length), and the search goes on from the others."""
+    model, length, end = PrefixModel(), 4, 1
+    exact = brute_force_ended(model, 2, length, end, alpha)
+    assert len({round(s, 12) for _, s in exact}) == len(exact)  # no ties
+    width = V ** (length - 1)
+    found = search(model, 2, width=width, length=length, length_penalty=alpha, end_token=end)
+    assert [seq for seq, _ in found] == [seq for seq, _ in exact[:width]]
+    assert [s for _, s in found] == pytest.approx([s for _, s in exact[:width]], abs=1e-9)
+    assert any(len(seq) < length and seq[-1] == end for seq, _ in found)
+    assert all(end not in seq[:-1] for seq, _ in found)  # nothing goes on past the end

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from chargen.checkpoint import load_run
 from chargen.lines import split_items
@@ -183,6 +184,38 @@ def test_items_are_drawn_from_the_boundary_alone(names_run: tuple[Path, Path, li
     assert cli.stdout == "sha" + expected.text + "\n"
     bad = run_chargen("generate", str(run), "--prompt", "a\\nb", "--seed", "1")
     assert bad.returncode == 2 and "cannot hold a line break" in bad.stderr
+
+
+def test_beams_of_a_list_are_whole_items(names_run: tuple[Path, Path, list[str]]) -> None:
+    """Beam search on a --lines run reads the prompt from the boundary, as items are drawn,
+    and ends each beam at the next boundary: one item per line, headers on stderr."""
+    import chargen
+
+    _, run, _ = names_run
+    result = run_chargen(
+        "generate", str(run), "--beams", "5", "--num-samples", "5", "--prompt", "sha",
+        "--length", "40",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.split("\n")
+    assert lines[-1] == "" and len(lines) == 6
+    assert all(line.startswith("sha") and line == line.strip() for line in lines[:-1])
+    assert result.stderr.count("------ beam") == 5
+    found = chargen.load(run).beams("sha", length=40, width=5)
+    assert ["sha" + s.text for s in found] == lines[:-1]
+    _, tokenizer, model = load_run(run)
+    boundary = tokenizer.vocab.index("\n")
+    assert all(s.stop_reason == "stop" and s.tokens[-1] == boundary for s in found)
+    # the oracle for the first beam's score: its tokens read from "\nsha" by the model, each
+    # log p from one forward pass, normalised by the beam's length
+    best = found[0]
+    ids = [boundary, *tokenizer.encode("sha").tolist(), *best.tokens]
+    with torch.no_grad():
+        logits, _ = model(torch.tensor([ids[:-1]]), None)
+    logp = torch.log_softmax(logits[0].double(), -1)
+    start = len(ids) - 1 - len(best.tokens)
+    total = sum(float(logp[start + i, t]) for i, t in enumerate(best.tokens))
+    assert best.logprobs[0] == pytest.approx(total / len(best.tokens), abs=1e-5)
 
 
 def test_a_prose_run_prints_one_sample_per_line_with_lines(trained_run: Path) -> None:

@@ -138,7 +138,8 @@ class Run:
         **sampling: Any,
     ) -> list[Sample]:
         """The ``width`` most likely continuations by beam search, best first; each
-        ``Sample.logprobs`` holds one entry, its score (``generate --beams``)."""
+        ``Sample.logprobs`` holds one entry, its score (``generate --beams``). Of a ``--lines``
+        run, each is the rest of one item: from the boundary, ended by the next."""
         return beam_generate(
             self.model,
             self.tokenizer,
@@ -148,6 +149,7 @@ class Run:
             length_penalty=length_penalty,
             sampling=SamplingConfig.from_dict(sampling),
             unknown=unknown,
+            lines=self.config.data.lines,
         )
 
     def evaluate(

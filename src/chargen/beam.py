@@ -30,7 +30,8 @@ complete match, ``chain.done``) leaves the search as a finished hypothesis with 
 length (the length penalty then matters), and the search goes on from the others (still
 ``width`` candidates a step). What comes back is the ``width`` best finished or full-length
 beams whose text matches the pattern in full, by normalised score: a beam cut off at
-``length`` before its match was complete is dropped, so the result may be empty.
+``length`` before its match was complete is dropped, so the result may be empty. An
+``end_token`` (the boundary of a ``--lines`` run's items) finishes a beam the same way.
 """
 
 from __future__ import annotations
@@ -92,6 +93,7 @@ def beam_search(
     cfg: SamplingConfig | None = None,
     history: Sequence[int] = (),
     vocab: Sequence[str] | None = None,
+    end_token: int | None = None,
 ) -> list[tuple[list[int], float]]:
     """The ``width`` best sequences of ``length`` new tokens (fewer where a constraint ended a
     beam: a complete ``--regex`` match), best first, with scores.
@@ -101,7 +103,8 @@ def beam_search(
     n-gram ban look at before the beam's own tokens (normally the whole prompt, ``last_token``
     included). ``ids`` and ``index`` are given to ``step`` / ``select_state`` as CPU tensors (move
     them to the model's device there); logits may come back on any device. ``vocab`` (the text
-    of each token) is what the constraints of ``cfg`` need.
+    of each token) is what the constraints of ``cfg`` need. A beam that draws ``end_token``
+    (a ``--lines`` run's item boundary) is finished there, the token its last.
 
     Each result is ``(tokens, sum log p / length ** length_penalty)`` (see the module docstring
     for ``log p``). Fewer than ``width`` results come back when fewer sequences are possible
@@ -158,6 +161,9 @@ def beam_search(
             chain.select(beam)
             chain.observe(ids, logprobs[beam])
         ended = chain.done()
+        if end_token is not None:
+            at_end = ids == end_token
+            ended = at_end if ended is None else ended | at_end
         if ended is not None and bool(ended.any()):
             norm = float(t + 1) ** length_penalty
             finished += [

@@ -116,7 +116,7 @@ def _chain_out(args: argparse.Namespace) -> int:
         SamplingChain(cfg, vocab=token_strings(tokenizer))
     Clamps.build(model, configs[0].clamp)  # so do units this model lacks (one clamp for all)
     if args.beams != 1:  # beam_search refuses a width below 1 in one line
-        return _print_beams(args, model, tokenizer, configs[0])
+        return _print_beams(args, model, tokenizer, configs[0], bool(config.data.lines))
     items = config.data.lines
     if args.only_new and not items:
         raise ConfigError("--only-new needs a run trained with --lines (one item per line)")
@@ -292,7 +292,10 @@ def _copy_line(row: int, report: dict[str, Any]) -> str:
     )
 
 
-def _print_beams(args: argparse.Namespace, model: Any, tokenizer: Any, cfg: Any) -> int:
+def _print_beams(
+    args: argparse.Namespace, model: Any, tokenizer: Any, cfg: Any, lines: bool
+) -> int:
+    """The best beams; of a ``--lines`` run, whole items (headers on stderr, as for items)."""
     from chargen.generate import beam_generate
 
     found = beam_generate(
@@ -304,6 +307,7 @@ def _print_beams(args: argparse.Namespace, model: Any, tokenizer: Any, cfg: Any)
         length_penalty=args.length_penalty,
         sampling=cfg,
         unknown=args.unknown,
+        lines=lines,
     )
     for rank, sample in enumerate(found[: args.num_samples]):
         if args.format == "jsonl":
@@ -315,6 +319,7 @@ def _print_beams(args: argparse.Namespace, model: Any, tokenizer: Any, cfg: Any)
             )
         else:
             if args.num_samples > 1:
-                print(f"------ beam {rank + 1}  score {sample.logprobs[0]:.4f}")
-            print(args.prompt + sample.text)
+                header = f"------ beam {rank + 1}  score {sample.logprobs[0]:.4f}"
+                print(header, file=sys.stderr if lines else sys.stdout, flush=True)
+            print(args.prompt + sample.text, flush=True)
     return 0

@@ -23,6 +23,7 @@ from chargen.beam import beam_search
 from chargen.chain import SamplingChain
 from chargen.clamp import Clamps
 from chargen.errors import ConfigError, GenerationError
+from chargen.lines import BOUNDARY
 from chargen.models import (
     LanguageModel,
     State,
@@ -334,15 +335,28 @@ def beam_generate(
     length_penalty: float = 1.0,
     sampling: SamplingConfig | None = None,
     unknown: str = "warn",
+    lines: bool = False,
 ) -> list[Sample]:
     """The ``beams`` best continuations (best first); ``Sample.logprobs`` holds one entry: the score.
 
     With ``--regex`` only complete matches come back (``beam.beam_search``), each ended where
     its automaton could go no further or at ``length``; none within ``length`` is an error.
+    ``lines`` (a ``--lines`` run): ``prompt`` is the start of one item, read from the boundary
+    as training read items, and a beam ends at the next boundary (``stop_reason`` ``"stop"``;
+    the boundary is in ``tokens``, not in ``text``).
     """
     check_request(length, 1)
     sampling = (sampling or SamplingConfig()).validate()
-    ids = encode_prompt(tokenizer, prompt, unknown) or [start_token(tokenizer)]
+    end = None
+    if lines:
+        if BOUNDARY in prompt:
+            raise GenerationError(
+                "--prompt is the start of one item and cannot hold a line break in a --lines run"
+            )
+        end = tokenizer.vocab.index(BOUNDARY)
+        ids = [end, *encode_prompt(tokenizer, prompt, unknown)]
+    else:
+        ids = encode_prompt(tokenizer, prompt, unknown) or [start_token(tokenizer)]
     was_training = model.training
     model.eval()
     clamps = Clamps.build(model, sampling.clamp)
@@ -370,6 +384,7 @@ def beam_generate(
                 cfg=sampling,
                 history=ids,
                 vocab=token_strings(tokenizer),
+                end_token=end,
             )
     finally:
         model.train(was_training)
@@ -378,15 +393,18 @@ def beam_generate(
             f"no beam completed --regex within --length {length} tokens; raise --length"
         )
     ended = "regex" if sampling.regex is not None else "length"  # a shorter beam: a full match
-    return [
-        Sample(
-            text=tokenizer.decode(tokens),
+
+    def sample(tokens: list[int], score: float) -> Sample:
+        at_end = end is not None and bool(tokens) and tokens[-1] == end
+        text = tokenizer.decode(tokens[:-1] if at_end else tokens)
+        return Sample(
+            text=text,
             seed=0,
             tokens=tokens,
             pieces=tokenizer.token_texts(tokens),
             logprobs=[score],
-            stop_reason=ended if len(tokens) < length else "length",
-            matched=constraints.matches(sampling, tokenizer.decode(tokens)),
+            stop_reason="stop" if at_end else ended if len(tokens) < length else "length",
+            matched=constraints.matches(sampling, text),
         )
-        for tokens, score in found
-    ]
+
+    return [sample(tokens, score) for tokens, score in found]
