@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,14 +22,20 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_app(app: Any) -> Iterator[str]:
-    """uvicorn serving the ASGI ``app`` on 127.0.0.1 in a thread; yields its base URL."""
+def running_app(app: Any, **settings: Any) -> Iterator[str]:
+    """uvicorn serving the ASGI ``app`` on 127.0.0.1 in a thread (``settings``: more
+    ``uvicorn.Config`` arguments); yields its base URL."""
     import uvicorn
 
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_level="critical", timeout_graceful_shutdown=1
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="critical",
+            timeout_graceful_shutdown=1,
+            **settings,
         )
     )
     thread = threading.Thread(target=server.run, daemon=True)
@@ -85,3 +93,31 @@ def json_values(text: int, width: int, leaves: int) -> Any:
         ),
         max_leaves=leaves,
     )
+
+
+@contextmanager
+def serve_process(run: Path, *flags: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """``chargen serve RUN FLAGS`` as a process on a free port, once it answers ``/healthz``;
+    yields (process, base URL) and kills it after if it still runs."""
+    import httpx
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chargen", "serve", str(run), "--port", str(port), *flags],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        yield proc, url
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

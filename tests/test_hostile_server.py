@@ -13,8 +13,6 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -38,7 +36,7 @@ from chargen.sampling import SamplingConfig  # noqa: E402
 from chargen.server.app import ServerLimits, create_app  # noqa: E402
 from chargen.server.batcher import PROMPT_TOKENS_PER_TICK, Batcher, Job  # noqa: E402
 from tests.conftest import make_text, run_chargen  # noqa: E402
-from tests.serving import free_port, json_values, nan_copy, running_app  # noqa: E402
+from tests.serving import json_values, nan_copy, running_app, serve_process  # noqa: E402
 
 
 def _one_line(detail: Any) -> str:
@@ -470,23 +468,7 @@ def test_non_finite_scores_in_one_row_end_only_that_request(trained_run: Path) -
 # ------------------------------------------------------------------------------ SIGTERM
 def test_sigterm_ends_a_busy_server(trained_run: Path) -> None:
     """An open stream and a body that never arrives: SIGTERM still ends the process."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "chargen", "serve", str(trained_run), "--port", str(port)]
-        + ["--max-length", "1000000"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
+    with serve_process(trained_run, "--max-length", "1000000") as (proc, url):
         where = urlparse(url)
         hung = socket.create_connection((where.hostname, where.port), timeout=10)
         hung.sendall(_post_head("Content-Length: 1000\r\n").encode() + b'{"len')
@@ -498,11 +480,7 @@ def test_sigterm_ends_a_busy_server(trained_run: Path) -> None:
         proc.wait(timeout=15)  # a liveness bound; the measured time is in the README's table
         hung.close()
         stream.close()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert "Traceback" not in proc.stderr.read()
+        assert proc.stderr is not None and "Traceback" not in proc.stderr.read()
 
 
 # ------------------------------------------------------------------------------ property

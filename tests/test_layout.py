@@ -273,7 +273,7 @@ THROUGH: dict[str, tuple[str, ...]] = {
     "prompt_ids.py": ("generate.py", "lite.py", "cli_generate.py"),
     "prompt_logprobs.py": ("server/openai_choices.py",),
     "run_files.py": ("checkpoint.py", "lite.py"),
-    "run_text.py": ("cli_eval.py", "cli_inspect.py"),
+    "run_text.py": ("cli_options.py", "cli_inspect.py"),
     "sampling_config.py": ("sampling.py",),
     "sampling_draw.py": ("sampling.py",),
     "seed_text.py": ("export_web.py", "server/app.py"),
@@ -418,8 +418,14 @@ def _runs_cli(tree: ast.AST) -> bool:
     return _runs_module(tree)
 
 
+SERVE_HELPER = "tests.serving.serve_process"  # runs ``python -m chargen serve RUN``
+
+
 def _runs_module(tree: ast.AST) -> bool:
-    """``tree`` holds a list ``[..., "-m", "chargen", ...]`` (``python -m chargen``)."""
+    """``tree`` holds a list ``[..., "-m", "chargen", ...]`` (``python -m chargen``), or uses
+    ``SERVE_HELPER``, which runs it."""
+    if SERVE_HELPER in imported_names(tree):
+        return True
     for node in ast.walk(tree):
         if isinstance(node, ast.List | ast.Tuple):
             values = [e.value if isinstance(e, ast.Constant) else None for e in node.elts]
@@ -467,7 +473,8 @@ def direct_ways(test_file: str, module: str) -> list[str]:
     if any(reexports().get(n) == module for n in used):
         ways.append("imports a name its package re-exports")
     if module in commands() and _runs_cli(tree):
-        hit = commands()[module] & _command_arguments(tree)
+        served = {"serve"} if SERVE_HELPER in names else set()
+        hit = commands()[module] & (_command_arguments(tree) | served)
         if hit:
             ways.append(f"runs chargen {'/'.join(sorted(hit))}")
     if module in routes():

@@ -15,7 +15,6 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -23,13 +22,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-import uvicorn
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from chargen.server.guard import GuardedH11, guarded_protocol
-from tests.serving import free_port
+from tests.serving import running_app, serve_process
 
 LIMIT = 24  # limit_concurrency of the servers here
 ATTACKER = "127.0.0.2"
@@ -45,27 +43,8 @@ APP = Starlette(routes=[Route("/", _hello)])
 @contextmanager
 def serving(http: type | str) -> Iterator[int]:
     """APP under uvicorn with ``LIMIT`` connections and protocol ``http``; yields the port."""
-    port = free_port()
-    config = uvicorn.Config(
-        APP,
-        host="127.0.0.1",
-        port=port,
-        log_level="critical",
-        limit_concurrency=LIMIT,
-        timeout_graceful_shutdown=1,
-        http=http,  # type: ignore[arg-type]
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not server.started and time.time() < deadline:
-        time.sleep(0.05)
-    try:
-        yield port
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with running_app(APP, limit_concurrency=LIMIT, http=http) as url:
+        yield int(url.rsplit(":", 1)[1])
 
 
 def half_heads(port: int, count: int) -> list[socket.socket]:
@@ -148,30 +127,16 @@ def test_each_protocol_class_counts_its_own_connections() -> None:
 
 def test_chargen_serve_runs_under_the_guard(trained_run: Path) -> None:
     """The command line wires it: ``--header-timeout`` and ``--client-connections``."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "chargen", "serve", str(trained_run), "--port", str(port)]
-        + ["--max-queue", "2", "--header-timeout", "1", "--client-connections", "6"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        socks = half_heads(port, 30)  # past the server's limit, 4 x 2 + 16 = 24
-        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+    flags = ("--max-queue", "2", "--header-timeout", "1", "--client-connections", "6")
+    with serve_process(trained_run, *flags) as (proc, url):
+        socks = half_heads(int(url.rsplit(":", 1)[1]), 30)  # past its limit, 4 x 2 + 16 = 24
+        assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
         lines = Counter(status_line(sock, 5) for sock in socks)
         assert lines[b"HTTP/1.1 408 Request Timeout"] == 6
         assert lines[b"HTTP/1.1 503 Service Unavailable"] == 24
-    finally:
         proc.terminate()
         proc.wait(timeout=15)
-    assert "Traceback" not in proc.stderr.read()
+        assert proc.stderr is not None and "Traceback" not in proc.stderr.read()
 
 
 def test_serve_refuses_bad_limits_in_one_line(trained_run: Path) -> None:

@@ -50,7 +50,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_score(args: argparse.Namespace) -> int:
     from chargen.checkpoint import load_run
-    from chargen.run_text import load_text
+    from chargen.cli_options import text_argument
     from chargen.score import score_text, write_surprisal_html
 
     if args.copies and not args.html:
@@ -58,15 +58,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     if args.min_span < 1:
         raise ConfigError(f"--min-span must be at least 1, got {args.min_span}")
     config, tokenizer, model = load_run(args.run_dir, args.weights)
-    # decoded as eval decodes a text other than the run's own: the run's policy unless told
-    text = load_text(
-        args.file,
-        config.data,
-        lambda: sys.stdin.buffer.read(),
-        encoding=args.encoding,
-        errors=args.errors,
-        lowercase=args.lowercase,
-    )
+    text = text_argument(args, config)
     scored = score_text(model, tokenizer, text, args.unknown)
     if scored.chars == 0:
         raise ConfigError(f"{args.file}: nothing the model can score")

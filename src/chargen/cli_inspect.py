@@ -9,9 +9,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
-from chargen.cli_options import given_fields
+from chargen.cli_options import given_fields, text_argument
 from chargen.errors import ConfigError
 
 
@@ -38,20 +37,6 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 NOVELTY_SNIPPET = 80  # characters of a copied span quoted in the text output
 
 
-def _novelty_text(args: argparse.Namespace, config: Any) -> str:
-    """FILE (or stdin for ``-``) decoded as the run's corpus was unless told (``run_text``)."""
-    from chargen.run_text import load_text
-
-    return load_text(
-        args.file,
-        config.data,
-        lambda: sys.stdin.buffer.read(),
-        encoding=args.encoding,
-        errors=args.errors,
-        lowercase=args.lowercase,
-    )
-
-
 def _copy_line(text: str, span: dict[str, int]) -> str:
     """``57 chars at text offset 120 (training text offset 40212): "..."``."""
     length, start = span["length"], span["text_offset"]
@@ -72,7 +57,7 @@ def cmd_novelty(args: argparse.Namespace) -> int:
     if args.min_span < 1:
         raise ConfigError(f"--min-span must be at least 1, got {args.min_span}")
     config, tokenizer, _ = load_run(args.run_dir)
-    text = _novelty_text(args, config)
+    text = text_argument(args, config)
     novelty = RunNovelty.open(args.run_dir, config, tokenizer, data_dir=args.data_dir)
     found = text_novelty(novelty, text, args.min_span)
     if args.json:
@@ -117,7 +102,7 @@ def cmd_neurons(args: argparse.Namespace) -> int:
             ) from None
     config, tokenizer, model = load_run(args.run_dir, args.weights)
     requested = parse_units(args.units or [], unit_groups(model), config.model.family)
-    text = _novelty_text(args, config)
+    text = text_argument(args, config)
     started = time.perf_counter()
     analysis = analyse(model, tokenizer, text, user, args.top, args.unknown)
     recording, names, ranking = analysis.recording, analysis.names, analysis.ranking

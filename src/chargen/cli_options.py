@@ -106,3 +106,21 @@ def _add_decoding_flags(p: argparse.ArgumentParser, encoding_default: str = "utf
         default=None,
         help="lower-case the text (default: as the run's training text was)",
     )
+
+
+def text_argument(args: argparse.Namespace, config: Any) -> str:
+    """The FILE argument of ``score``, ``novelty`` and ``neurons`` (stdin for ``-``), decoded
+    as the run's corpus was unless ``--encoding`` / ``--errors`` / ``--lowercase`` say
+    otherwise (``run_text.load_text``)."""
+    import sys
+
+    from chargen.run_text import load_text
+
+    return load_text(
+        args.file,
+        config.data,
+        lambda: sys.stdin.buffer.read(),
+        encoding=args.encoding,
+        errors=args.errors,
+        lowercase=args.lowercase,
+    )
