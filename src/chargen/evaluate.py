@@ -8,8 +8,10 @@ the run trains (``evaluate_items`` / ``evaluate_windows`` / ``evaluate_streams``
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -41,6 +43,17 @@ class EvalResult:
         return asdict(self)
 
 
+@contextlib.contextmanager
+def _evaluating(model: LanguageModel) -> Iterator[None]:
+    """``model`` in eval mode (dropout off) inside; its own mode again after, also on error."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
 def token_char_lengths(vocab: list[str]) -> np.ndarray:
     """Characters spelled by each token id; ``<unk>`` (decoded as U+FFFD) and any empty token count 1."""
     return np.array([1 if tok == UNK else max(1, len(tok)) for tok in vocab], dtype=np.int64)
@@ -61,27 +74,25 @@ def evaluate_streams(
     seq_len: int = 256,
 ) -> EvalResult:
     """State-carrying loss over up to ``max_tokens`` of ``ids`` (every position a target)."""
-    was_training = model.training
-    model.eval()
-    device = model.head.weight.device
-    streams = torch.from_numpy(eval_streams(ids, max_tokens)).to(device)
-    state = model.initial_state(streams.shape[0], device)
-    total = 0.0
-    chars = 0
-    targets_seen = 0
-    for start in range(0, streams.shape[1] - 1, seq_len):
-        x = streams[:, start : start + seq_len]
-        y = streams[:, start + 1 : start + seq_len + 1]
-        x = x[:, : y.shape[1]]
-        logits, state = model(x, state)
-        total += float(
-            F.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1), reduction="sum"
+    with _evaluating(model):
+        device = model.head.weight.device
+        streams = torch.from_numpy(eval_streams(ids, max_tokens)).to(device)
+        state = model.initial_state(streams.shape[0], device)
+        total = 0.0
+        chars = 0
+        targets_seen = 0
+        for start in range(0, streams.shape[1] - 1, seq_len):
+            x = streams[:, start : start + seq_len]
+            y = streams[:, start + 1 : start + seq_len + 1]
+            x = x[:, : y.shape[1]]
+            logits, state = model(x, state)
+            total += float(
+                F.cross_entropy(
+                    logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1), reduction="sum"
+                )
             )
-        )
-        targets_seen += y.numel()
-        chars += int(char_lengths[y.cpu().numpy()].sum())
-    model.train(was_training)
+            targets_seen += y.numel()
+            chars += int(char_lengths[y.cpu().numpy()].sum())
     return _result(total, targets_seen, chars)
 
 
@@ -97,20 +108,18 @@ def evaluate_windows(
     batch_size: int = 512,
 ) -> EvalResult:
     """The seed's loss: each window of ``maxlen`` tokens predicts the token after it."""
-    was_training = model.training
-    model.eval()
-    device = model.head.weight.device
-    ids = np.asarray(ids[: max_tokens + maxlen], dtype=np.int64)
-    starts = np.arange(0, len(ids) - maxlen, step)
-    total = 0.0
-    chars = 0
-    for b in range(0, len(starts), batch_size):
-        idx = starts[b : b + batch_size, None] + np.arange(maxlen + 1)[None, :]
-        chunk = torch.from_numpy(ids[idx]).to(device)
-        logits, _ = model(chunk[:, :-1])
-        total += float(F.cross_entropy(logits[:, -1].float(), chunk[:, -1], reduction="sum"))
-        chars += int(char_lengths[ids[idx[:, -1]]].sum())
-    model.train(was_training)
+    with _evaluating(model):
+        device = model.head.weight.device
+        ids = np.asarray(ids[: max_tokens + maxlen], dtype=np.int64)
+        starts = np.arange(0, len(ids) - maxlen, step)
+        total = 0.0
+        chars = 0
+        for b in range(0, len(starts), batch_size):
+            idx = starts[b : b + batch_size, None] + np.arange(maxlen + 1)[None, :]
+            chunk = torch.from_numpy(ids[idx]).to(device)
+            logits, _ = model(chunk[:, :-1])
+            total += float(F.cross_entropy(logits[:, -1].float(), chunk[:, -1], reduction="sum"))
+            chars += int(char_lengths[ids[idx[:, -1]]].sum())
     return _result(total, len(starts), chars)
 
 
@@ -126,24 +135,24 @@ def evaluate_items(
     batch_size: int = 256,
 ) -> EvalResult:
     """Loss over whole items, each from a fresh state; every item's end counts as a character."""
-    was_training = model.training
-    model.eval()
-    device = model.head.weight.device
-    pad = int(ids[bounds[0]])
-    total, tokens, chars = 0.0, 0, 0
-    for b in range(0, len(items), batch_size):
-        if tokens >= max_tokens:
-            break
-        x, y = padded_examples(ids, bounds, items[b : b + batch_size], pad)
-        logits, _ = model(x.to(device), None)
-        flat = logits.reshape(-1, logits.shape[-1]).float()
-        total += float(
-            F.cross_entropy(flat, y.reshape(-1).to(device), ignore_index=IGNORE, reduction="sum")
-        )
-        real = y[y != IGNORE].numpy()
-        tokens += len(real)
-        chars += int(char_lengths[real].sum())
-    model.train(was_training)
+    with _evaluating(model):
+        device = model.head.weight.device
+        pad = int(ids[bounds[0]])
+        total, tokens, chars = 0.0, 0, 0
+        for b in range(0, len(items), batch_size):
+            if tokens >= max_tokens:
+                break
+            x, y = padded_examples(ids, bounds, items[b : b + batch_size], pad)
+            logits, _ = model(x.to(device), None)
+            flat = logits.reshape(-1, logits.shape[-1]).float()
+            total += float(
+                F.cross_entropy(
+                    flat, y.reshape(-1).to(device), ignore_index=IGNORE, reduction="sum"
+                )
+            )
+            real = y[y != IGNORE].numpy()
+            tokens += len(real)
+            chars += int(char_lengths[real].sum())
     return _result(total, tokens, chars)
 
 

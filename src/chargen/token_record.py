@@ -24,13 +24,15 @@ class TokenRecord:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: ``index``, ``id``, ``token``, ``logprob``, ``entropy`` (plain Python
         numbers, whatever array types the record was made from)."""
-        return {
-            "index": int(self.index),
-            "id": int(self.id),
-            "token": self.token,
-            "logprob": float(self.logprob),
-            "entropy": float(self.entropy),
-        }
+        return token_fields(
+            int(self.index), int(self.id), self.token, float(self.logprob), float(self.entropy)
+        )
+
+
+def token_fields(index: int, id: int, token: str, logprob: float, entropy: float) -> dict[str, Any]:
+    """A ``TokenRecord``'s fields as a dict, from values that are plain Python numbers already:
+    what the server's batcher sends per token without building the record first."""
+    return {"index": index, "id": id, "token": token, "logprob": logprob, "entropy": entropy}
 
 
 class SampleTokens(Protocol):

@@ -38,7 +38,7 @@ from chargen.generate import SHORT_PROMPT, StopWatcher, prompt_state, row_steppe
 from chargen.models import LanguageModel, State, build_stepper
 from chargen.numpy_step import one_blas_thread
 from chargen.token_loop import Stream, TokenLoop
-from chargen.token_record import TokenRecord
+from chargen.token_record import token_fields
 from chargen.tokenizer import Tokenizer
 
 log = logging.getLogger("chargen.server")
@@ -288,8 +288,7 @@ class Batcher:
         before = len(job.text)
         job.text += piece
         logprob, entropy = float(stream.logprobs[0, t]), float(stream.entropies[0, t])
-        record = TokenRecord(t, token, piece, logprob, entropy)
-        self._send(job, {"event": "token", **record.to_dict()})
+        self._send(job, {"event": "token", **token_fields(t, token, piece, logprob, entropy)})
         hit = job.watcher.find(job.text, before) if job.watcher.stops else None
         if hit is not None:
             job.text = job.text[: hit[0]]
