@@ -212,7 +212,7 @@ def test_score_reads_standard_input_as_it_reads_a_file(
     from_file = capsys.readouterr().out.split(": ", 1)[1]
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8"))
     assert main(["score", str(trained_run), "-"]) == 0
-    assert capsys.readouterr().out == f"-: {from_file}"
+    assert capsys.readouterr().out == f"stdin: {from_file}"
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"\xff"), encoding="utf-8"))
     assert main(["score", str(trained_run), "-"]) == 2
     assert "stdin: byte 0xff at offset 0" in capsys.readouterr().err

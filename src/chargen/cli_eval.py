@@ -59,10 +59,11 @@ def cmd_score(args: argparse.Namespace) -> int:
         raise ConfigError(f"--min-span must be at least 1, got {args.min_span}")
     config, tokenizer, model = load_run(args.run_dir, args.weights)
     text = text_argument(args, config)
+    name = "stdin" if args.file == "-" else args.file  # as the reader's errors name it
     scored = score_text(model, tokenizer, text, args.unknown)
     if scored.chars == 0:
-        raise ConfigError(f"{args.file}: nothing the model can score")
-    print(f"{args.file}: {scored.bits_per_char:.4f} bits/char over {scored.chars:,} chars")
+        raise ConfigError(f"{name}: nothing the model can score")
+    print(f"{name}: {scored.bits_per_char:.4f} bits/char over {scored.chars:,} chars")
     if args.html:
         copies = None
         if args.copies:  # looked up in the text as scored: offsets are those of the page
@@ -78,7 +79,7 @@ def cmd_score(args: argparse.Namespace) -> int:
             )
         write_surprisal_html(
             scored,
-            f"surprisal of {Path(args.file).name} under {Path(args.run_dir).name}",
+            f"surprisal of {Path(name).name} under {Path(args.run_dir).name}",
             args.html,
             copies,
             args.min_span,
